@@ -1,0 +1,52 @@
+// Plain C++ API of the CPU backend (torch-free). The registration layer validates tensors and
+// calls these with raw pointers; see csrc/include/fusedopt/tensor_lists.h for the conventions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "fusedopt/math/adam.h"
+#include "fusedopt/math/lamb.h"
+#include "fusedopt/math/lars.h"
+#include "fusedopt/math/lion.h"
+#include "fusedopt/math/sgd.h"
+#include "fusedopt/scalar.h"
+#include "fusedopt/tensor_lists.h"
+
+namespace fusedopt {
+namespace cpu {
+
+// Elements per chunk: the unit of threading and of reduction partials. Fixed, so results do
+// not depend on the thread count.
+constexpr int64_t kChunkSize = 32768;
+
+// The thread pool the backend runs chunks on: fn(begin, end) over [0, n). The registration
+// layer installs torch's (at::parallel_for, so torch.set_num_threads is honoured); the default
+// runs serially.
+using ParallelFor = void (*)(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+void set_parallel_for(ParallelFor fn);
+
+// SIMD level chosen at load time ("avx512", "avx2" or "baseline"). FUSEDOPT_CPU_ISA overrides
+// it (for testing that every level gives bitwise identical results).
+const char* simd_level();
+bool set_simd_level(const char* name);  // returns false if unknown or unsupported here
+
+// Optimizer state order in ParamLists::state:
+//   adam: exp_avg, exp_avg_sq, [max_exp_avg_sq]      lamb: exp_avg, exp_avg_sq
+//   sgd / lars: [momentum_buffer] (iff momentum != 0)  lion: exp_avg
+void adam(const ParamLists& lists, const AdamHyper& hyper, const StepInputs& in);
+void sgd(const ParamLists& lists, const SGDHyper& hyper, const StepInputs& in);
+void lion(const ParamLists& lists, const LionHyper& hyper, const StepInputs& in);
+// global_grad_norm: norm of all unscaled grads (see l2_norm), nullptr when clipping is off.
+void lamb(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
+          const float* global_grad_norm);
+// adapt: apply the trust ratio to these tensors (false for excluded bias / 1-D params).
+void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt);
+
+// L2 norms of (x / grad_scale): per_tensor[count] (may be null) and/or the global norm over all
+// tensors (may be null). Accumulated in double, in a fixed order.
+void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
+             const float* grad_scale, float* per_tensor, float* global);
+
+}  // namespace cpu
+}  // namespace fusedopt

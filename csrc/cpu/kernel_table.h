@@ -1,0 +1,37 @@
+// The per-chunk kernels one SIMD level provides. kernels_impl.h is compiled once per level
+// (kernels_baseline.cpp, kernels_avx2.cpp, kernels_avx512.cpp); the driver picks a table at
+// run time, so the default build needs no -march flag.
+#pragma once
+
+#include "cpu_backend.h"
+#include "fusedopt/planner.h"
+
+namespace fusedopt {
+namespace cpu {
+
+struct SquaresPartial {
+  double param = 0.0;   // sum of squares of the param (LAMB, LARS)
+  double second = 0.0;  // of the LAMB update direction, or of the unscaled grad (LARS)
+};
+
+struct KernelTable {
+  const char* name;
+  void (*adam)(const ParamLists&, const AdamHyper&, float lr, float inv_scale, const ChunkRef&);
+  void (*sgd)(const ParamLists&, const SGDHyper&, float lr, float inv_scale, const ChunkRef&);
+  void (*lion)(const ParamLists&, const LionHyper&, float lr, float inv_scale, const ChunkRef&);
+  SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, float inv_scale,
+                                 float global_grad_norm, const ChunkRef&);
+  void (*lamb_apply)(const ParamLists&, const LambHyper&, float inv_scale,
+                     float global_grad_norm, float scaled_lr, const ChunkRef&);
+  SquaresPartial (*lars_norms)(const ParamLists&, float inv_scale, const ChunkRef&);
+  void (*lars_apply)(const ParamLists&, const LarsHyper&, float lr, float inv_scale,
+                     float weight_decay, float trust_ratio, const ChunkRef&);
+  double (*sum_squares)(const void* ptr, DType dtype, float mult, int64_t begin, int64_t end);
+};
+
+extern const KernelTable kBaselineKernels;
+extern const KernelTable kAvx2Kernels;
+extern const KernelTable kAvx512Kernels;
+
+}  // namespace cpu
+}  // namespace fusedopt

@@ -1,0 +1,19 @@
+// CPU kernels for the baseline SIMD level (see kernels_impl.h).
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernel_table.h"
+// Everything below is compiled for this level only; headers above keep their default target.
+
+
+namespace fusedopt {
+namespace cpu {
+namespace baseline {
+#include "kernels_impl.h"
+}  // namespace baseline
+
+const KernelTable kBaselineKernels = baseline::kernel_table("baseline");
+
+}  // namespace cpu
+}  // namespace fusedopt

@@ -1,0 +1,315 @@
+// Per-chunk CPU kernels, written once and compiled once per SIMD level. Included by
+// kernels_<level>.cpp inside `namespace fusedopt::cpu::FUSEDOPT_CPU_LEVEL` after a
+// `#pragma GCC target`, so every loop here is auto-vectorized for that level.
+//
+// Data layout: the math always runs over contiguous arrays of the compute type C (float, or
+// double for float64 storage). fp32/fp64 params are updated in place; fp16/bf16 params go through
+// a small stack tile (or the fp32 master copy), converted on the way in and out.
+//
+// Bitwise reproducibility: reductions use kLanes fixed accumulators indexed by the element's
+// position within its chunk and are combined in a fixed order, so sums do not depend on the
+// SIMD level or the thread count. Contraction is off in the build (-ffp-contract=off) so every
+// level computes the same roundings as the emulated CUDA kernels.
+
+constexpr int64_t kTile = 1024;  // multiple of kLanes
+constexpr int kLanes = 16;
+
+// ---- storage types -------------------------------------------------------------------------
+struct BFloat16 {
+  uint16_t bits;
+};
+using Half = _Float16;  // IEEE binary16; GCC converts with correct rounding (F16C when enabled)
+
+template <class S> struct StorageTraits;
+template <> struct StorageTraits<float> {
+  using C = float;
+  static float load(float x) { return x; }
+  static float store(float x) { return x; }
+};
+template <> struct StorageTraits<double> {
+  using C = double;
+  static double load(double x) { return x; }
+  static double store(double x) { return x; }
+};
+template <> struct StorageTraits<Half> {
+  using C = float;
+  static float load(Half x) { return static_cast<float>(x); }
+  static Half store(float x) { return static_cast<Half>(x); }
+};
+template <> struct StorageTraits<BFloat16> {
+  using C = float;
+  static float load(BFloat16 x) {
+    uint32_t u = uint32_t(x.bits) << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+  }
+  static BFloat16 store(float f) {  // round to nearest even; NaN stays a (quiet) NaN
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return BFloat16{static_cast<uint16_t>(nan ? ((u >> 16) | 0x40u) : rounded)};
+  }
+};
+
+template <class P> using ComputeT = typename StorageTraits<P>::C;
+
+// Runs fn<P>() for the storage type named by dtype.
+template <class Fn>
+decltype(auto) dispatch_storage(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::Float32: return fn(static_cast<float*>(nullptr));
+    case DType::Float64: return fn(static_cast<double*>(nullptr));
+    case DType::Float16: return fn(static_cast<Half*>(nullptr));
+    case DType::BFloat16: return fn(static_cast<BFloat16*>(nullptr));
+  }
+  __builtin_unreachable();
+}
+
+// ---- the tile engine -----------------------------------------------------------------------
+// Calls body(p, g, s0, s1, s2, n) over the chunk in pieces, with p and g as compute-type arrays
+// (g raw: the body unscales it) and the states offset to the same elements.
+// kWriteParam: false for read-only passes (LARS norms).
+template <class P, bool kWriteParam, class Body>
+FUSEDOPT_INLINE void for_each_tile(const ParamLists& L, const ChunkRef& ck, Body&& body) {
+  using C = ComputeT<P>;
+  const int64_t t = ck.tensor;
+  P* param = static_cast<P*>(L.param[t]);
+  const P* grad = static_cast<const P*>(L.grad[t]);
+  C* s[kMaxStates] = {nullptr, nullptr, nullptr};
+  for (int k = 0; k < L.num_states; ++k) s[k] = static_cast<C*>(L.state[k][t]);
+  float* master = L.master ? L.master[t] : nullptr;
+
+  if constexpr (std::is_same_v<P, C>) {
+    if (master == nullptr) {  // in place, one pass over the whole chunk
+      const int64_t b = ck.begin, n = ck.end - ck.begin;
+      body(param + b, grad + b, s[0] ? s[0] + b : nullptr, s[1] ? s[1] + b : nullptr,
+           s[2] ? s[2] + b : nullptr, n);
+      return;
+    }
+  }
+  alignas(64) C pbuf[kTile];
+  alignas(64) C gbuf[kTile];
+  for (int64_t b = ck.begin; b < ck.end; b += kTile) {
+    const int64_t n = ck.end - b < kTile ? ck.end - b : kTile;
+    for (int64_t i = 0; i < n; ++i) gbuf[i] = StorageTraits<P>::load(grad[b + i]);
+    C* p;
+    if constexpr (std::is_same_v<C, float>) {
+      p = master ? master + b : pbuf;
+    } else {
+      p = pbuf;  // float64 params never carry fp32 masters (validated upstream)
+    }
+    if (p == pbuf)
+      for (int64_t i = 0; i < n; ++i) pbuf[i] = StorageTraits<P>::load(param[b + i]);
+    body(p, static_cast<const C*>(gbuf), s[0] ? s[0] + b : nullptr, s[1] ? s[1] + b : nullptr,
+         s[2] ? s[2] + b : nullptr, n);
+    if constexpr (kWriteParam)
+      for (int64_t i = 0; i < n; ++i) param[b + i] = StorageTraits<P>::store(p[i]);
+  }
+}
+
+// Fixed-lane double accumulators: acc[j] receives elements j, j + kLanes, ... of a chunk.
+struct LaneSums {
+  double a[kLanes] = {};
+  double b[kLanes] = {};
+  double total_a() const {
+    double s = 0.0;
+    for (int j = 0; j < kLanes; ++j) s += a[j];
+    return s;
+  }
+  double total_b() const {
+    double s = 0.0;
+    for (int j = 0; j < kLanes; ++j) s += b[j];
+    return s;
+  }
+};
+
+// Applies f(i, lane) to i in [0, n) so that lane = i % kLanes, in a shape the vectorizer likes.
+template <class F>
+FUSEDOPT_INLINE void for_lanes(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kLanes; ++j) f(i + j, j);
+  }
+  for (int j = 0; i + j < n; ++j) f(i + j, j);
+}
+
+// ---- optimizers ----------------------------------------------------------------------------
+template <class P>
+void adam_chunk(const ParamLists& L, const AdamHyper& h, float lr, float inv_scale,
+                const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const auto c = math::adam_coeffs<C>(h, lr, *L.step[ck.tensor]);
+  const C inv = C(inv_scale);
+  const bool maximize = h.maximize;
+  auto run = [&](auto amsgrad_tag) {
+    constexpr bool kAms = decltype(amsgrad_tag)::value;
+    for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m,
+                                      C* __restrict v, C* __restrict vmax, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        C unused = C(0);
+        math::adam_element<C>(p[i], g[i] * inv, m[i], v[i], kAms ? vmax[i] : unused, kAms,
+                              maximize, c);
+      }
+    });
+  };
+  if (h.amsgrad) run(std::true_type{});
+  else run(std::false_type{});
+}
+
+template <class P>
+void sgd_chunk(const ParamLists& L, const SGDHyper& h, float lr, float inv_scale,
+               const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
+  const C inv = C(inv_scale), wd = C(h.weight_decay);
+  const bool nesterov = h.nesterov, maximize = h.maximize;
+  auto run = [&](auto momentum_tag) {
+    constexpr bool kMomentum = decltype(momentum_tag)::value;
+    for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict buf,
+                                      C*, C*, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        C unused = C(0);
+        math::sgd_element<C>(p[i], g[i] * inv, kMomentum ? buf[i] : unused, wd, kMomentum,
+                             nesterov, maximize, c);
+      }
+    });
+  };
+  if (h.momentum != 0.0f) run(std::true_type{});
+  else run(std::false_type{});
+}
+
+template <class P>
+void lion_chunk(const ParamLists& L, const LionHyper& h, float lr, float inv_scale,
+                const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const auto c = math::lion_coeffs<C>(h, lr);
+  const C inv = C(inv_scale);
+  const bool maximize = h.maximize;
+  for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m, C*,
+                                    C*, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) math::lion_element<C>(p[i], g[i] * inv, m[i], maximize, c);
+  });
+}
+
+template <class P>
+SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, float inv_scale,
+                                  float global_grad_norm, const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const auto c = math::lamb_coeffs<C>(h, *L.step[ck.tensor], inv_scale, global_grad_norm);
+  LaneSums sums;
+  for_each_tile<P, false>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m,
+                                     C* __restrict v, C*, int64_t n) {
+    for_lanes(n, [&](int64_t i, int j) {
+      const C u = math::lamb_moments<C>(p[i], g[i], m[i], v[i], c);
+      sums.a[j] += double(p[i]) * double(p[i]);
+      sums.b[j] += double(u) * double(u);
+    });
+  });
+  return {sums.total_a(), sums.total_b()};
+}
+
+template <class P>
+void lamb_apply_chunk(const ParamLists& L, const LambHyper& h, float inv_scale,
+                      float global_grad_norm, float scaled_lr, const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const auto c = math::lamb_coeffs<C>(h, *L.step[ck.tensor], inv_scale, global_grad_norm);
+  const C lr = C(scaled_lr);
+  for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C*, C* __restrict m, C* __restrict v,
+                                    C*, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) math::lamb_apply<C>(p[i], m[i], v[i], lr, c);
+  });
+}
+
+template <class P>
+SquaresPartial lars_norms_chunk(const ParamLists& L, float inv_scale, const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const C inv = C(inv_scale);
+  LaneSums sums;
+  for_each_tile<P, false>(L, ck, [&](C* __restrict p, const C* __restrict g, C*, C*, C*,
+                                     int64_t n) {
+    for_lanes(n, [&](int64_t i, int j) {
+      const C gu = g[i] * inv;
+      sums.a[j] += double(p[i]) * double(p[i]);
+      sums.b[j] += double(gu) * double(gu);
+    });
+  });
+  return {sums.total_a(), sums.total_b()};
+}
+
+template <class P>
+void lars_apply_chunk(const ParamLists& L, const LarsHyper& h, float lr, float inv_scale,
+                      float weight_decay, float trust_ratio, const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
+  const C inv = C(inv_scale), wd = C(weight_decay), ratio = C(trust_ratio);
+  const bool nesterov = h.nesterov;
+  auto run = [&](auto momentum_tag) {
+    constexpr bool kMomentum = decltype(momentum_tag)::value;
+    for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict buf,
+                                      C*, C*, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        C unused = C(0);
+        math::lars_element<C>(p[i], g[i] * inv, kMomentum ? buf[i] : unused, wd, ratio,
+                              kMomentum, nesterov, c);
+      }
+    });
+  };
+  if (h.momentum != 0.0f) run(std::true_type{});
+  else run(std::false_type{});
+}
+
+template <class S>
+double sum_squares_typed(const S* x, float mult, int64_t begin, int64_t end) {
+  using C = ComputeT<S>;
+  const C k = C(mult);
+  LaneSums sums;
+  for_lanes(end - begin, [&](int64_t i, int j) {
+    const C v = StorageTraits<S>::load(x[begin + i]) * k;
+    sums.a[j] += double(v) * double(v);
+  });
+  return sums.total_a();
+}
+
+// ---- the table ------------------------------------------------------------------------------
+#define FUSEDOPT_DISPATCH_P(dtype, call)                                           \
+  dispatch_storage(dtype, [&](auto* tag) {                                         \
+    using P = std::remove_pointer_t<decltype(tag)>;                                \
+    return call;                                                                   \
+  })
+
+inline const KernelTable kernel_table(const char* name) {
+  KernelTable t;
+  t.name = name;
+  t.adam = [](const ParamLists& L, const AdamHyper& h, float lr, float inv, const ChunkRef& ck) {
+    FUSEDOPT_DISPATCH_P(L.param_dtype, adam_chunk<P>(L, h, lr, inv, ck));
+  };
+  t.sgd = [](const ParamLists& L, const SGDHyper& h, float lr, float inv, const ChunkRef& ck) {
+    FUSEDOPT_DISPATCH_P(L.param_dtype, sgd_chunk<P>(L, h, lr, inv, ck));
+  };
+  t.lion = [](const ParamLists& L, const LionHyper& h, float lr, float inv, const ChunkRef& ck) {
+    FUSEDOPT_DISPATCH_P(L.param_dtype, lion_chunk<P>(L, h, lr, inv, ck));
+  };
+  t.lamb_moments = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
+                      const ChunkRef& ck) {
+    return FUSEDOPT_DISPATCH_P(L.param_dtype, lamb_moments_chunk<P>(L, h, inv, gnorm, ck));
+  };
+  t.lamb_apply = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
+                    float scaled_lr, const ChunkRef& ck) {
+    FUSEDOPT_DISPATCH_P(L.param_dtype, lamb_apply_chunk<P>(L, h, inv, gnorm, scaled_lr, ck));
+  };
+  t.lars_norms = [](const ParamLists& L, float inv, const ChunkRef& ck) {
+    return FUSEDOPT_DISPATCH_P(L.param_dtype, lars_norms_chunk<P>(L, inv, ck));
+  };
+  t.lars_apply = [](const ParamLists& L, const LarsHyper& h, float lr, float inv, float wd,
+                    float ratio, const ChunkRef& ck) {
+    FUSEDOPT_DISPATCH_P(L.param_dtype, lars_apply_chunk<P>(L, h, lr, inv, wd, ratio, ck));
+  };
+  t.sum_squares = [](const void* x, DType dtype, float mult, int64_t b, int64_t e) {
+    return FUSEDOPT_DISPATCH_P(dtype, sum_squares_typed<P>(static_cast<const P*>(x), mult, b, e));
+  };
+  return t;
+}
+#undef FUSEDOPT_DISPATCH_P

@@ -1,0 +1,44 @@
+// LARS (You, Gitman & Ginsburg, 2017, "Large Batch Training of Convolutional Networks") with
+// apex LARC's clip mode. Formulas: docs/lars.md.
+//   pass 1 (reads p, g): per-tensor ||p||^2, ||g||^2
+//   pass 2 (reads p, g, buf; writes p, buf): d = ratio * (g + wd p), heavy-ball momentum.
+#pragma once
+
+#include "fusedopt/math/sgd.h"
+
+namespace fusedopt {
+
+struct LarsHyper {
+  float momentum = 0.9f, dampening = 0.0f, weight_decay = 0.0f;
+  bool nesterov = false;
+  float trust_coefficient = 0.001f;
+  float eps = 1e-8f;
+  bool clip = false;  // LARC clip mode: ratio = min(ratio / lr, 1)
+};
+
+namespace math {
+
+// Local learning-rate multiplier of one tensor. adapt == false (excluded tensors) gives 1.
+// A zero param or grad norm gives 1 (the weight decay term is still added).
+FUSEDOPT_HD inline float lars_trust_ratio(const LarsHyper& h, bool adapt, float weight_decay,
+                                          float lr, float param_norm, float grad_norm) {
+  if (!adapt || !(param_norm > 0.0f) || !(grad_norm > 0.0f)) return 1.0f;
+  float ratio = h.trust_coefficient * param_norm /
+                (grad_norm + weight_decay * param_norm + h.eps);
+  if (h.clip) {
+    ratio = ratio / lr;
+    if (ratio > 1.0f) ratio = 1.0f;
+  }
+  return ratio;
+}
+
+template <class T>
+FUSEDOPT_HD FUSEDOPT_INLINE void lars_element(T& p, T g, T& buf, T weight_decay, T ratio,
+                                              bool use_momentum, bool nesterov,
+                                              const MomentumCoeffs<T>& c) {
+  const T d = (g + weight_decay * p) * ratio;
+  momentum_step(p, d, buf, use_momentum, nesterov, c);
+}
+
+}  // namespace math
+}  // namespace fusedopt

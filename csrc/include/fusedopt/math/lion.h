@@ -1,0 +1,44 @@
+// Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"). Formulas:
+// docs/lion.md. sign(0) = 0: a coordinate whose interpolated direction is exactly zero is not
+// moved (besides weight decay).
+#pragma once
+
+#include "fusedopt/math/common.h"
+
+namespace fusedopt {
+
+struct LionHyper {
+  float beta1 = 0.9f, beta2 = 0.99f, weight_decay = 0.0f;
+  bool maximize = false;
+};
+
+namespace math {
+
+template <class T>
+struct LionCoeffs {
+  T lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay_factor;
+};
+
+template <class T>
+FUSEDOPT_HD inline LionCoeffs<T> lion_coeffs(const LionHyper& h, float lr) {
+  LionCoeffs<T> c;
+  c.lr = T(lr);
+  c.beta1 = T(h.beta1);
+  c.one_minus_beta1 = T(1) - c.beta1;
+  c.beta2 = T(h.beta2);
+  c.one_minus_beta2 = T(1) - c.beta2;
+  c.decay_factor = T(1.0 - double(lr) * double(h.weight_decay));
+  return c;
+}
+
+template <class T>
+FUSEDOPT_HD FUSEDOPT_INLINE void lion_element(T& p, T g, T& m, bool maximize,
+                                              const LionCoeffs<T>& c) {
+  if (maximize) g = -g;
+  const T direction = c.beta1 * m + c.one_minus_beta1 * g;
+  p = p * c.decay_factor - c.lr * sign_(direction);
+  m = c.beta2 * m + c.one_minus_beta2 * g;
+}
+
+}  // namespace math
+}  // namespace fusedopt

@@ -1,0 +1,55 @@
+// SGD with momentum / dampening / Nesterov, torch.optim.SGD semantics. Formulas: docs/sgd.md.
+#pragma once
+
+#include "fusedopt/math/common.h"
+
+namespace fusedopt {
+
+struct SGDHyper {
+  float momentum = 0.0f, dampening = 0.0f, weight_decay = 0.0f;
+  bool nesterov = false;
+  bool maximize = false;
+};
+
+namespace math {
+
+template <class T>
+struct MomentumCoeffs {
+  T lr, momentum, one_minus_dampening;
+  bool first_step;  // the momentum buffer starts as a copy of the first (decayed) gradient
+};
+
+template <class T>
+FUSEDOPT_HD inline MomentumCoeffs<T> momentum_coeffs(float lr, float momentum, float dampening,
+                                                     float step) {
+  MomentumCoeffs<T> c;
+  c.lr = T(lr);
+  c.momentum = T(momentum);
+  c.one_minus_dampening = T(1) - T(dampening);
+  c.first_step = step <= 1.0f;
+  return c;
+}
+
+// The heavy-ball step shared by SGD and LARS, given the direction d (grad after weight decay
+// and, for LARS, after the trust ratio). buf is ignored when momentum == 0.
+template <class T>
+FUSEDOPT_HD FUSEDOPT_INLINE void momentum_step(T& p, T d, T& buf, bool use_momentum, bool nesterov,
+                                               const MomentumCoeffs<T>& c) {
+  if (use_momentum) {
+    buf = c.first_step ? d : c.momentum * buf + c.one_minus_dampening * d;
+    d = nesterov ? d + c.momentum * buf : buf;
+  }
+  p = p - c.lr * d;
+}
+
+template <class T>
+FUSEDOPT_HD FUSEDOPT_INLINE void sgd_element(T& p, T g, T& buf, T weight_decay, bool use_momentum,
+                                             bool nesterov, bool maximize,
+                                             const MomentumCoeffs<T>& c) {
+  if (maximize) g = -g;
+  g = g + weight_decay * p;
+  momentum_step(p, g, buf, use_momentum, nesterov, c);
+}
+
+}  // namespace math
+}  // namespace fusedopt

@@ -1,0 +1,33 @@
+// The Python extension module: importing fusedopt._C registers the ops (ops.cpp) and exposes
+// build information.
+#include <pybind11/pybind11.h>
+#include <torch/version.h>
+
+#include "cpu_backend.h"
+
+#ifndef FUSEDOPT_VERSION
+#define FUSEDOPT_VERSION "0.0.0"
+#endif
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fusedopt native extension: op registrations and build information";
+  m.attr("__version__") = FUSEDOPT_VERSION;
+  m.attr("torch_version") = TORCH_VERSION;
+#if defined(FUSEDOPT_WITH_CUDA)
+  m.attr("cuda_compiled") = true;
+#else
+  m.attr("cuda_compiled") = false;
+#endif
+#if defined(FUSEDOPT_WITH_EMULATED_CUDA)
+  m.attr("cuda_emulated_compiled") = true;
+#else
+  m.attr("cuda_emulated_compiled") = false;
+#endif
+  m.def("simd_level", &fusedopt::cpu::simd_level,
+        "SIMD level the CPU kernels run at (baseline, avx2, avx512)");
+  m.def("set_simd_level", [](const std::string& name) {
+    return fusedopt::cpu::set_simd_level(name.c_str());
+  }, "Select a SIMD level supported by this CPU (for testing); returns False if unavailable");
+}

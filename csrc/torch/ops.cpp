@@ -1,0 +1,249 @@
+// Op schemas (the dispatcher contract) and their CPU implementations. Each mutated list has
+// its own alias set; ops return () and never sync with the host.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "cpu_backend.h"
+#include "prepare.h"
+
+namespace fusedopt {
+namespace torch_glue {
+namespace {
+
+using at::Tensor;
+using at::TensorList;
+using c10::optional;
+
+const float* scalar_ptr(const optional<Tensor>& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
+}
+
+// Common scalar inputs of an optimizer op, validated against the params' device.
+StepInputs step_inputs(const char* op, const PreparedLists& prep, double lr,
+                       const optional<Tensor>& lr_tensor, const optional<Tensor>& grad_scale,
+                       const optional<Tensor>& found_inf) {
+  check_scalar_tensor(op, "lr_tensor", lr_tensor, prep.device(), false);
+  check_scalar_tensor(op, "grad_scale", grad_scale, prep.device(), false);
+  check_scalar_tensor(op, "found_inf", found_inf, prep.device(), false);
+  StepInputs in;
+  in.lr = lr_tensor.has_value() && lr_tensor->defined()
+              ? ScalarArg<float>::at(lr_tensor->data_ptr<float>())
+              : ScalarArg<float>::of(static_cast<float>(lr));
+  in.grad_scale = scalar_ptr(grad_scale);
+  in.found_inf = scalar_ptr(found_inf);
+  return in;
+}
+
+// Runs the CPU backend over prepared lists, then writes back non-contiguous tensors.
+template <class Fn>
+void run_cpu(PreparedLists& prep, Fn&& fn) {
+  if (prep.lists().count > 0) fn(prep.lists());
+  prep.finish();
+}
+
+void adam_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
+              TensorList max_exp_avg_sqs, TensorList master_params, TensorList steps, double lr,
+              const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
+              double weight_decay, bool decoupled_weight_decay, bool bias_correction,
+              bool amsgrad, bool maximize, const optional<Tensor>& grad_scale,
+              const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.adam_";
+  std::vector<NamedList> states = {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}};
+  if (amsgrad) states.push_back({"max_exp_avg_sqs", max_exp_avg_sqs});
+  PreparedLists prep(op, params, grads, states, master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  AdamHyper h;
+  h.beta1 = static_cast<float>(beta1);
+  h.beta2 = static_cast<float>(beta2);
+  h.eps = static_cast<float>(eps);
+  h.weight_decay = static_cast<float>(weight_decay);
+  h.decoupled_weight_decay = decoupled_weight_decay;
+  h.bias_correction = bias_correction;
+  h.amsgrad = amsgrad;
+  h.maximize = maximize;
+  run_cpu(prep, [&](const ParamLists& L) { cpu::adam(L, h, in); });
+}
+
+void sgd_cpu(TensorList params, TensorList grads, TensorList momentum_buffers,
+             TensorList master_params, TensorList steps, double lr,
+             const optional<Tensor>& lr_tensor, double momentum, double dampening,
+             double weight_decay, bool nesterov, bool maximize,
+             const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.sgd_";
+  std::vector<NamedList> states;
+  if (momentum != 0.0) states.push_back({"momentum_buffers", momentum_buffers});
+  PreparedLists prep(op, params, grads, states, master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  SGDHyper h;
+  h.momentum = static_cast<float>(momentum);
+  h.dampening = static_cast<float>(dampening);
+  h.weight_decay = static_cast<float>(weight_decay);
+  h.nesterov = nesterov;
+  h.maximize = maximize;
+  run_cpu(prep, [&](const ParamLists& L) { cpu::sgd(L, h, in); });
+}
+
+void lion_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorList master_params,
+              TensorList steps, double lr, const optional<Tensor>& lr_tensor, double beta1,
+              double beta2, double weight_decay, bool maximize,
+              const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.lion_";
+  PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}}, master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  LionHyper h;
+  h.beta1 = static_cast<float>(beta1);
+  h.beta2 = static_cast<float>(beta2);
+  h.weight_decay = static_cast<float>(weight_decay);
+  h.maximize = maximize;
+  run_cpu(prep, [&](const ParamLists& L) { cpu::lion(L, h, in); });
+}
+
+void lamb_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
+              TensorList master_params, TensorList steps, double lr,
+              const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
+              double weight_decay, bool adam_w_mode, bool bias_correction, bool grad_averaging,
+              double max_grad_norm, const optional<Tensor>& global_grad_norm, bool use_nvlamb,
+              bool trust_clip, double min_trust_ratio, double max_trust_ratio,
+              const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.lamb_";
+  PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
+                     master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  check_scalar_tensor(op, "global_grad_norm", global_grad_norm, prep.device(), false);
+  TORCH_CHECK(max_grad_norm <= 0.0 || (global_grad_norm.has_value() && global_grad_norm->defined()),
+              op, ": max_grad_norm=", max_grad_norm, " needs global_grad_norm (compute it with "
+              "torch.ops.fusedopt.global_l2_norm over every group's grads), or pass "
+              "max_grad_norm=0 to disable clipping");
+  TORCH_CHECK(min_trust_ratio >= 0.0 && (max_trust_ratio <= 0.0 || max_trust_ratio >= min_trust_ratio),
+              op, ": need 0 <= min_trust_ratio <= max_trust_ratio (max_trust_ratio <= 0 means "
+              "no upper clamp); got ", min_trust_ratio, " and ", max_trust_ratio);
+  LambHyper h;
+  h.beta1 = static_cast<float>(beta1);
+  h.beta2 = static_cast<float>(beta2);
+  h.eps = static_cast<float>(eps);
+  h.weight_decay = static_cast<float>(weight_decay);
+  h.adam_w_mode = adam_w_mode;
+  h.bias_correction = bias_correction;
+  h.grad_averaging = grad_averaging;
+  h.max_grad_norm = static_cast<float>(max_grad_norm);
+  h.use_nvlamb = use_nvlamb;
+  h.trust_clip = trust_clip;
+  h.min_trust_ratio = static_cast<float>(min_trust_ratio);
+  h.max_trust_ratio = static_cast<float>(max_trust_ratio);
+  const float* gnorm = max_grad_norm > 0.0 ? scalar_ptr(global_grad_norm) : nullptr;
+  run_cpu(prep, [&](const ParamLists& L) { cpu::lamb(L, h, in, gnorm); });
+}
+
+void lars_cpu(TensorList params, TensorList grads, TensorList momentum_buffers,
+              TensorList master_params, TensorList steps, double lr,
+              const optional<Tensor>& lr_tensor, double momentum, double dampening,
+              double weight_decay, bool nesterov, double trust_coefficient, double eps,
+              bool clip, bool adapt, const optional<Tensor>& grad_scale,
+              const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.lars_";
+  std::vector<NamedList> states;
+  if (momentum != 0.0) states.push_back({"momentum_buffers", momentum_buffers});
+  PreparedLists prep(op, params, grads, states, master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  LarsHyper h;
+  h.momentum = static_cast<float>(momentum);
+  h.dampening = static_cast<float>(dampening);
+  h.weight_decay = static_cast<float>(weight_decay);
+  h.nesterov = nesterov;
+  h.trust_coefficient = static_cast<float>(trust_coefficient);
+  h.eps = static_cast<float>(eps);
+  h.clip = clip;
+  run_cpu(prep, [&](const ParamLists& L) { cpu::lars(L, h, in, adapt); });
+}
+
+// Norm ops: inputs are read through dense copies when not contiguous.
+struct DenseInputs {
+  std::vector<at::Tensor> keep;
+  std::vector<const void*> ptrs;
+  std::vector<int64_t> numel;
+  explicit DenseInputs(TensorList tensors) {
+    for (const auto& t : tensors) {
+      keep.push_back(t.is_non_overlapping_and_dense() ? t : t.contiguous());
+      ptrs.push_back(keep.back().data_ptr());
+      numel.push_back(t.numel());
+    }
+  }
+};
+
+Tensor l2_norms_cpu(TensorList tensors, const optional<Tensor>& grad_scale) {
+  const DType dtype = check_norm_inputs("fusedopt.l2_norms", tensors);
+  check_scalar_tensor("fusedopt.l2_norms", "grad_scale", grad_scale, at::kCPU, false);
+  Tensor out = at::empty({static_cast<int64_t>(tensors.size())}, at::dtype(at::kFloat));
+  DenseInputs in(tensors);
+  cpu::l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
+               scalar_ptr(grad_scale), out.data_ptr<float>(), nullptr);
+  return out;
+}
+
+Tensor global_l2_norm_cpu(TensorList tensors, const optional<Tensor>& grad_scale) {
+  const DType dtype = check_norm_inputs("fusedopt.global_l2_norm", tensors);
+  check_scalar_tensor("fusedopt.global_l2_norm", "grad_scale", grad_scale, at::kCPU, false);
+  Tensor out = at::zeros({}, at::dtype(at::kFloat));
+  DenseInputs in(tensors);
+  cpu::l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
+               scalar_ptr(grad_scale), nullptr, out.data_ptr<float>());
+  return out;
+}
+
+void torch_parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  at::parallel_for(0, n, 1, fn);
+}
+
+const bool kParallelInstalled = [] {
+  cpu::set_parallel_for(torch_parallel_for);
+  return true;
+}();
+
+}  // namespace
+}  // namespace torch_glue
+}  // namespace fusedopt
+
+TORCH_LIBRARY(fusedopt, m) {
+  m.def(
+      "adam_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] master_params, "
+      "Tensor(f!)[] steps, float lr, Tensor? lr_tensor, float beta1, float beta2, float eps, "
+      "float weight_decay, bool decoupled_weight_decay, bool bias_correction, bool amsgrad, "
+      "bool maximize, Tensor? grad_scale, Tensor? found_inf) -> ()");
+  m.def(
+      "sgd_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, "
+      "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
+      "float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, "
+      "Tensor? grad_scale, Tensor? found_inf) -> ()");
+  m.def(
+      "lion_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
+      "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
+      "float beta1, float beta2, float weight_decay, bool maximize, Tensor? grad_scale, "
+      "Tensor? found_inf) -> ()");
+  m.def(
+      "lamb_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] master_params, Tensor(e!)[] steps, float lr, "
+      "Tensor? lr_tensor, float beta1, float beta2, float eps, float weight_decay, "
+      "bool adam_w_mode, bool bias_correction, bool grad_averaging, float max_grad_norm, "
+      "Tensor? global_grad_norm, bool use_nvlamb, bool trust_clip, float min_trust_ratio, "
+      "float max_trust_ratio, Tensor? grad_scale, Tensor? found_inf) -> ()");
+  m.def(
+      "lars_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, "
+      "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
+      "float momentum, float dampening, float weight_decay, bool nesterov, "
+      "float trust_coefficient, float eps, bool clip, bool adapt, Tensor? grad_scale, "
+      "Tensor? found_inf) -> ()");
+  m.def("l2_norms(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
+  m.def("global_l2_norm(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fusedopt, CPU, m) {
+  using namespace fusedopt::torch_glue;
+  m.impl("adam_", &adam_cpu);
+  m.impl("sgd_", &sgd_cpu);
+  m.impl("lion_", &lion_cpu);
+  m.impl("lamb_", &lamb_cpu);
+  m.impl("lars_", &lars_cpu);
+  m.impl("l2_norms", &l2_norms_cpu);
+  m.impl("global_l2_norm", &global_l2_norm_cpu);
+}
