@@ -1,0 +1,82 @@
+"""Loads the native extension (which registers ``torch.ops.fusedopt.*``) and adds the fake
+(meta) implementations torch.compile needs. Every op either mutates its tensor lists in place
+and returns nothing, or returns a new float32 tensor (norm ops)."""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (registers the ops with the dispatcher)
+
+ops = torch.ops.fusedopt
+
+_MUTATING_OPS = ("adam_", "sgd_", "lion_", "lamb_", "lars_")
+
+
+def _register_fakes() -> None:
+    for name in _MUTATING_OPS:
+        # In-place list ops: nothing to allocate, shapes are unchanged.
+        torch.library.register_fake(f"fusedopt::{name}")(lambda *args, **kwargs: None)
+
+    @torch.library.register_fake("fusedopt::l2_norms")
+    def _l2_norms_fake(tensors, grad_scale):
+        device = tensors[0].device if len(tensors) else torch.device("cpu")
+        return torch.empty((len(tensors),), dtype=torch.float32, device=device)
+
+    @torch.library.register_fake("fusedopt::global_l2_norm")
+    def _global_l2_norm_fake(tensors, grad_scale):
+        device = tensors[0].device if len(tensors) else torch.device("cpu")
+        return torch.empty((), dtype=torch.float32, device=device)
+
+
+_register_fakes()
+
+
+def build_info() -> dict:
+    """What this build of fusedopt contains and which CPU SIMD level is in use."""
+    return {
+        "version": _C.__version__,
+        "torch_built_against": _C.torch_version,
+        "torch_runtime": torch.__version__,
+        "backends": ["cpu"]
+        + (["cuda"] if _C.cuda_compiled else [])
+        + (["cuda-emulated"] if _C.cuda_emulated_compiled else []),
+        "cuda_compiled": bool(_C.cuda_compiled),
+        "cuda_available": bool(_C.cuda_compiled and torch.cuda.is_available()),
+        "cpu_simd_level": _C.simd_level(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+# ---- backend selection for CPU tensors --------------------------------------------------------
+# CPU tensors normally run on the CPU backend. A build with the emulated CUDA backend can route
+# them through the CUDA kernel sources running on the SIMT emulator instead (test use): set
+# FUSEDOPT_BACKEND=cuda-emulated in the environment, or call set_backend().
+
+def available_backends() -> list:
+    """Backends usable for CPU tensors in this build (``cuda`` is chosen by tensor device)."""
+    return ["cpu"] + (["cuda-emulated"] if _C.cuda_emulated_compiled else [])
+
+
+def get_backend() -> str:
+    return _C.get_cpu_route() if hasattr(_C, "get_cpu_route") else "cpu"
+
+
+def set_backend(name: str) -> None:
+    if name not in available_backends():
+        raise ValueError(
+            f"fusedopt backend {name!r} is not available in this build (available: "
+            f"{available_backends()}); the cuda-emulated backend needs a build with "
+            "FUSEDOPT_EMULATED=1 (see README)")
+    if hasattr(_C, "set_cpu_route"):
+        _C.set_cpu_route(name)
+
+
+def _init_backend_from_env() -> None:
+    import os
+
+    name = os.environ.get("FUSEDOPT_BACKEND")
+    if name:
+        set_backend(name)
+
+
+_init_backend_from_env()

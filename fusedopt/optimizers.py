@@ -1,0 +1,204 @@
+"""The fusedopt optimizers: defaults, option checks, and one op call per bucket.
+The math lives in csrc/include/fusedopt/math/ (one definition per optimizer); docs/<name>.md
+states each formula."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from ._base import Bucket, FusedOptimizer, StepScalars
+from ._ops import ops
+
+
+def _check_betas(betas) -> None:
+    if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+        raise ValueError(f"Invalid betas: {betas} (each must be in [0, 1))")
+
+
+def _check_nonneg(name: str, value) -> None:
+    if value is not None and value < 0.0:
+        raise ValueError(f"Invalid {name}: {value} ({name} must be >= 0)")
+
+
+class FusedAdam(FusedOptimizer):
+    """Adam (``adam_w_mode=False``: L2 penalty, like torch.optim.Adam) or AdamW
+    (``adam_w_mode=True``: decoupled weight decay). See docs/adam.md."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 adam_w_mode=False, bias_correction=True, amsgrad=False, maximize=False,
+                 master_weights=False):
+        _check_betas(betas)
+        _check_nonneg("eps", eps)
+        _check_nonneg("weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, adam_w_mode=adam_w_mode,
+                                      bias_correction=bias_correction, amsgrad=amsgrad,
+                                      maximize=maximize, master_weights=master_weights))
+
+    def _state_names(self, group):
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] \
+            else ("exp_avg", "exp_avg_sq")
+
+    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
+        beta1, beta2 = group["betas"]
+        ops.adam_(b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"],
+                  b.states.get("max_exp_avg_sq", []), b.masters, b.steps, s.lr, s.lr_tensor,
+                  beta1, beta2, group["eps"], group["weight_decay"], group["adam_w_mode"],
+                  group["bias_correction"], group["amsgrad"], group["maximize"],
+                  s.grad_scale, s.found_inf)
+
+
+class FusedAdamW(FusedAdam):
+    """AdamW (decoupled weight decay), torch.optim.AdamW defaults. See docs/adam.md."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 bias_correction=True, amsgrad=False, maximize=False, master_weights=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         adam_w_mode=True, bias_correction=bias_correction, amsgrad=amsgrad,
+                         maximize=maximize, master_weights=master_weights)
+
+
+class FusedSGD(FusedOptimizer):
+    """SGD with momentum, dampening and Nesterov, torch.optim.SGD semantics. See docs/sgd.md."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, maximize=False, master_weights=False):
+        _check_nonneg("momentum", momentum)
+        _check_nonneg("weight_decay", weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize, master_weights=master_weights))
+
+    def _state_names(self, group):
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
+        ops.sgd_(b.params, b.grads, b.states.get("momentum_buffer", []), b.masters, b.steps,
+                 s.lr, s.lr_tensor, group["momentum"], group["dampening"],
+                 group["weight_decay"], group["nesterov"], group["maximize"], s.grad_scale,
+                 s.found_inf)
+
+
+class FusedLion(FusedOptimizer):
+    """Lion (Chen et al., 2023) with decoupled weight decay; sign(0) = 0. See docs/lion.md."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
+                 master_weights=False):
+        _check_betas(betas)
+        _check_nonneg("weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                      maximize=maximize, master_weights=master_weights))
+
+    def _state_names(self, group):
+        return ("exp_avg",)
+
+    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
+        beta1, beta2 = group["betas"]
+        ops.lion_(b.params, b.grads, b.states["exp_avg"], b.masters, b.steps, s.lr, s.lr_tensor,
+                  beta1, beta2, group["weight_decay"], group["maximize"], s.grad_scale,
+                  s.found_inf)
+
+
+def _clipping_enabled(max_grad_norm) -> bool:
+    return max_grad_norm is not None and max_grad_norm > 0
+
+
+class FusedLAMB(FusedOptimizer):
+    """LAMB (You et al., 2020) in NVIDIA apex's variant: global grad-norm clipping, per-tensor
+    trust ratio computed on the device. ``max_grad_norm=None`` (or 0) disables clipping.
+    See docs/lamb.md."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
+                 adam_w_mode=True, bias_correction=True, grad_averaging=True, max_grad_norm=1.0,
+                 use_nvlamb=False, trust_clip=False, min_trust_ratio=0.0, max_trust_ratio=None,
+                 master_weights=False):
+        _check_betas(betas)
+        _check_nonneg("eps", eps)
+        _check_nonneg("weight_decay", weight_decay)
+        _check_nonneg("max_grad_norm", max_grad_norm)
+        _check_nonneg("min_trust_ratio", min_trust_ratio)
+        if max_trust_ratio is not None and max_trust_ratio < (min_trust_ratio or 0.0):
+            raise ValueError(f"Invalid max_trust_ratio: {max_trust_ratio} (must be >= "
+                             f"min_trust_ratio={min_trust_ratio}, or None for no upper clamp)")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, adam_w_mode=adam_w_mode,
+                                      bias_correction=bias_correction,
+                                      grad_averaging=grad_averaging, max_grad_norm=max_grad_norm,
+                                      use_nvlamb=use_nvlamb, trust_clip=trust_clip,
+                                      min_trust_ratio=min_trust_ratio,
+                                      max_trust_ratio=max_trust_ratio,
+                                      master_weights=master_weights))
+
+    def _state_names(self, group):
+        return ("exp_avg", "exp_avg_sq")
+
+    def _prepare(self, buckets_per_group, grad_scale, found_inf) -> Optional[torch.Tensor]:
+        """Global norm of the unscaled grads of every group, on the device (no host sync)."""
+        if not any(_clipping_enabled(g["max_grad_norm"]) for g in self.param_groups):
+            return None
+        by_kind: dict = {}
+        for buckets in buckets_per_group:
+            for b in buckets.values():
+                by_kind.setdefault((b.device, b.dtype), []).extend(b.grads)
+        if not by_kind:
+            return None
+        norms = []
+        for (device, _), grads in by_kind.items():
+            scale = None if grad_scale is None else \
+                torch.as_tensor(grad_scale, dtype=torch.float32).to(device)
+            norms.append(ops.global_l2_norm(grads, scale))
+        if len(norms) == 1:
+            return norms[0]
+        device = norms[0].device
+        return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
+
+    def _launch(self, group, b: Bucket, s: StepScalars, global_norm) -> None:
+        beta1, beta2 = group["betas"]
+        clip = _clipping_enabled(group["max_grad_norm"]) and global_norm is not None
+        norm = global_norm.to(b.device, non_blocking=True) if clip else None
+        max_ratio = group["max_trust_ratio"]
+        ops.lamb_(b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"], b.masters,
+                  b.steps, s.lr, s.lr_tensor, beta1, beta2, group["eps"], group["weight_decay"],
+                  group["adam_w_mode"], group["bias_correction"], group["grad_averaging"],
+                  float(group["max_grad_norm"]) if clip else 0.0, norm, group["use_nvlamb"],
+                  group["trust_clip"], float(group["min_trust_ratio"] or 0.0),
+                  float(max_ratio) if max_ratio is not None else 0.0, s.grad_scale, s.found_inf)
+
+
+class FusedLARS(FusedOptimizer):
+    """LARS (You et al., 2017) with momentum; ``clip=True`` is apex LARC's clip mode.
+    Params are excluded from adaptation and weight decay when their group sets
+    ``lars_exclude=True``, or when ``exclude_bias_and_norm=True`` and ``p.ndim <= 1``.
+    See docs/lars.md."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, trust_coefficient=0.001, eps=1e-8, clip=False,
+                 exclude_bias_and_norm=False, master_weights=False):
+        _check_nonneg("momentum", momentum)
+        _check_nonneg("weight_decay", weight_decay)
+        _check_nonneg("trust_coefficient", trust_coefficient)
+        _check_nonneg("eps", eps)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      trust_coefficient=trust_coefficient, eps=eps, clip=clip,
+                                      exclude_bias_and_norm=exclude_bias_and_norm,
+                                      lars_exclude=False, master_weights=master_weights))
+
+    def _state_names(self, group):
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    def _bucket_key(self, group, p):
+        return bool(group["lars_exclude"] or (group["exclude_bias_and_norm"] and p.ndim <= 1))
+
+    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
+        excluded = bool(b.key)
+        ops.lars_(b.params, b.grads, b.states.get("momentum_buffer", []), b.masters, b.steps,
+                  s.lr, s.lr_tensor, group["momentum"], group["dampening"],
+                  0.0 if excluded else group["weight_decay"], group["nesterov"],
+                  group["trust_coefficient"], group["eps"], group["clip"], not excluded,
+                  s.grad_scale, s.found_inf)
