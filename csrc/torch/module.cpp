@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <torch/version.h>
 
+#include "backends.h"
 #include "cpu_backend.h"
 
 #ifndef FUSEDOPT_VERSION
@@ -30,4 +31,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_simd_level", [](const std::string& name) {
     return fusedopt::cpu::set_simd_level(name.c_str());
   }, "Select a SIMD level supported by this CPU (for testing); returns False if unavailable");
+  m.def("set_cpu_route", &fusedopt::torch_glue::set_cpu_route,
+        "Run CPU tensors on 'cpu' or on the 'cuda-emulated' kernels");
+  m.def("get_cpu_route", &fusedopt::torch_glue::cpu_route);
 }

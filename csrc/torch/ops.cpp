@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "backends.h"
 #include "cpu_backend.h"
 #include "prepare.h"
 
@@ -34,14 +35,14 @@ StepInputs step_inputs(const char* op, const PreparedLists& prep, double lr,
   return in;
 }
 
-// Runs the CPU backend over prepared lists, then writes back non-contiguous tensors.
+// Runs the device's backend over prepared lists, then writes back non-contiguous tensors.
 template <class Fn>
-void run_cpu(PreparedLists& prep, Fn&& fn) {
-  if (prep.lists().count > 0) fn(prep.lists());
+void run(PreparedLists& prep, Fn&& fn) {
+  if (prep.lists().count > 0) fn(backend_for(prep.device()), prep.lists());
   prep.finish();
 }
 
-void adam_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
+void adam(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
               TensorList max_exp_avg_sqs, TensorList master_params, TensorList steps, double lr,
               const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
               double weight_decay, bool decoupled_weight_decay, bool bias_correction,
@@ -61,10 +62,10 @@ void adam_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorLi
   h.bias_correction = bias_correction;
   h.amsgrad = amsgrad;
   h.maximize = maximize;
-  run_cpu(prep, [&](const ParamLists& L) { cpu::adam(L, h, in); });
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.adam(L, h, in); });
 }
 
-void sgd_cpu(TensorList params, TensorList grads, TensorList momentum_buffers,
+void sgd(TensorList params, TensorList grads, TensorList momentum_buffers,
              TensorList master_params, TensorList steps, double lr,
              const optional<Tensor>& lr_tensor, double momentum, double dampening,
              double weight_decay, bool nesterov, bool maximize,
@@ -80,10 +81,10 @@ void sgd_cpu(TensorList params, TensorList grads, TensorList momentum_buffers,
   h.weight_decay = static_cast<float>(weight_decay);
   h.nesterov = nesterov;
   h.maximize = maximize;
-  run_cpu(prep, [&](const ParamLists& L) { cpu::sgd(L, h, in); });
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.sgd(L, h, in); });
 }
 
-void lion_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorList master_params,
+void lion(TensorList params, TensorList grads, TensorList exp_avgs, TensorList master_params,
               TensorList steps, double lr, const optional<Tensor>& lr_tensor, double beta1,
               double beta2, double weight_decay, bool maximize,
               const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
@@ -95,10 +96,10 @@ void lion_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorLi
   h.beta2 = static_cast<float>(beta2);
   h.weight_decay = static_cast<float>(weight_decay);
   h.maximize = maximize;
-  run_cpu(prep, [&](const ParamLists& L) { cpu::lion(L, h, in); });
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.lion(L, h, in); });
 }
 
-void lamb_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
+void lamb(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
               TensorList master_params, TensorList steps, double lr,
               const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
               double weight_decay, bool adam_w_mode, bool bias_correction, bool grad_averaging,
@@ -131,10 +132,10 @@ void lamb_cpu(TensorList params, TensorList grads, TensorList exp_avgs, TensorLi
   h.min_trust_ratio = static_cast<float>(min_trust_ratio);
   h.max_trust_ratio = static_cast<float>(max_trust_ratio);
   const float* gnorm = max_grad_norm > 0.0 ? scalar_ptr(global_grad_norm) : nullptr;
-  run_cpu(prep, [&](const ParamLists& L) { cpu::lamb(L, h, in, gnorm); });
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb(L, h, in, gnorm); });
 }
 
-void lars_cpu(TensorList params, TensorList grads, TensorList momentum_buffers,
+void lars(TensorList params, TensorList grads, TensorList momentum_buffers,
               TensorList master_params, TensorList steps, double lr,
               const optional<Tensor>& lr_tensor, double momentum, double dampening,
               double weight_decay, bool nesterov, double trust_coefficient, double eps,
@@ -153,7 +154,7 @@ void lars_cpu(TensorList params, TensorList grads, TensorList momentum_buffers,
   h.trust_coefficient = static_cast<float>(trust_coefficient);
   h.eps = static_cast<float>(eps);
   h.clip = clip;
-  run_cpu(prep, [&](const ParamLists& L) { cpu::lars(L, h, in, adapt); });
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.lars(L, h, in, adapt); });
 }
 
 // Norm ops: inputs are read through dense copies when not contiguous.
@@ -170,22 +171,29 @@ struct DenseInputs {
   }
 };
 
-Tensor l2_norms_cpu(TensorList tensors, const optional<Tensor>& grad_scale) {
+at::Device norm_device(TensorList tensors) {
+  return tensors.empty() ? at::Device(at::kCPU) : tensors[0].device();
+}
+
+Tensor l2_norms(TensorList tensors, const optional<Tensor>& grad_scale) {
   const DType dtype = check_norm_inputs("fusedopt.l2_norms", tensors);
-  check_scalar_tensor("fusedopt.l2_norms", "grad_scale", grad_scale, at::kCPU, false);
-  Tensor out = at::empty({static_cast<int64_t>(tensors.size())}, at::dtype(at::kFloat));
+  const at::Device device = norm_device(tensors);
+  check_scalar_tensor("fusedopt.l2_norms", "grad_scale", grad_scale, device, false);
+  Tensor out = at::empty({static_cast<int64_t>(tensors.size())},
+                         at::dtype(at::kFloat).device(device));
   DenseInputs in(tensors);
-  cpu::l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
+  if (!tensors.empty()) backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
                scalar_ptr(grad_scale), out.data_ptr<float>(), nullptr);
   return out;
 }
 
-Tensor global_l2_norm_cpu(TensorList tensors, const optional<Tensor>& grad_scale) {
+Tensor global_l2_norm(TensorList tensors, const optional<Tensor>& grad_scale) {
   const DType dtype = check_norm_inputs("fusedopt.global_l2_norm", tensors);
-  check_scalar_tensor("fusedopt.global_l2_norm", "grad_scale", grad_scale, at::kCPU, false);
-  Tensor out = at::zeros({}, at::dtype(at::kFloat));
+  const at::Device device = norm_device(tensors);
+  check_scalar_tensor("fusedopt.global_l2_norm", "grad_scale", grad_scale, device, false);
+  Tensor out = at::zeros({}, at::dtype(at::kFloat).device(device));
   DenseInputs in(tensors);
-  cpu::l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
+  if (!tensors.empty()) backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
                scalar_ptr(grad_scale), nullptr, out.data_ptr<float>());
   return out;
 }
@@ -237,13 +245,21 @@ TORCH_LIBRARY(fusedopt, m) {
   m.def("global_l2_norm(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fusedopt, CPU, m) {
-  using namespace fusedopt::torch_glue;
-  m.impl("adam_", &adam_cpu);
-  m.impl("sgd_", &sgd_cpu);
-  m.impl("lion_", &lion_cpu);
-  m.impl("lamb_", &lamb_cpu);
-  m.impl("lars_", &lars_cpu);
-  m.impl("l2_norms", &l2_norms_cpu);
-  m.impl("global_l2_norm", &global_l2_norm_cpu);
-}
+// One device-generic implementation per op; backend_for() picks the kernels.
+#define FUSEDOPT_REGISTER_IMPLS(m)                          \
+  do {                                                      \
+    using namespace fusedopt::torch_glue;                   \
+    m.impl("adam_", &adam);                                 \
+    m.impl("sgd_", &sgd);                                   \
+    m.impl("lion_", &lion);                                 \
+    m.impl("lamb_", &lamb);                                 \
+    m.impl("lars_", &lars);                                 \
+    m.impl("l2_norms", &l2_norms);                          \
+    m.impl("global_l2_norm", &global_l2_norm);              \
+  } while (0)
+
+TORCH_LIBRARY_IMPL(fusedopt, CPU, m) { FUSEDOPT_REGISTER_IMPLS(m); }
+
+#if defined(FUSEDOPT_WITH_CUDA)
+TORCH_LIBRARY_IMPL(fusedopt, CUDA, m) { FUSEDOPT_REGISTER_IMPLS(m); }
+#endif

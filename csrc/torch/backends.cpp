@@ -1,0 +1,50 @@
+#include "backends.h"
+
+#include <c10/util/Exception.h>
+
+#include <atomic>
+
+#include "cpu_backend.h"
+
+namespace fusedopt {
+namespace torch_glue {
+namespace {
+
+const Backend kCpuBackend = {"cpu",       &cpu::adam, &cpu::sgd, &cpu::lion,
+                             &cpu::lamb,  &cpu::lars, &cpu::l2_norm};
+
+const Backend* g_cuda = nullptr;
+const Backend* g_emulated = nullptr;
+std::atomic<const Backend*> g_cpu_route{&kCpuBackend};
+
+}  // namespace
+
+void register_cuda_backend(const Backend* backend) { g_cuda = backend; }
+void register_emulated_backend(const Backend* backend) { g_emulated = backend; }
+
+const Backend& backend_for(const c10::Device& device) {
+  if (device.is_cpu()) return *g_cpu_route.load(std::memory_order_acquire);
+  if (device.is_cuda()) {
+    TORCH_CHECK(g_cuda != nullptr, "fusedopt was built without its CUDA backend; rebuild with "
+                "a CUDA build of torch and nvcc (FUSEDOPT_CUDA=1, see README)");
+    return *g_cuda;
+  }
+  TORCH_CHECK(false, "fusedopt: tensors on ", device, " are not supported (CPU and CUDA only)");
+}
+
+void set_cpu_route(const std::string& name) {
+  if (name == "cpu") {
+    g_cpu_route.store(&kCpuBackend);
+  } else if (name == "cuda-emulated") {
+    TORCH_CHECK(g_emulated != nullptr, "fusedopt: the cuda-emulated backend is not built; "
+                "rebuild with FUSEDOPT_EMULATED=1 (see README)");
+    g_cpu_route.store(g_emulated);
+  } else {
+    TORCH_CHECK(false, "fusedopt: unknown backend '", name, "' (use 'cpu' or 'cuda-emulated')");
+  }
+}
+
+std::string cpu_route() { return g_cpu_route.load()->name; }
+
+}  // namespace torch_glue
+}  // namespace fusedopt
