@@ -9,10 +9,11 @@ Conventions shared by every ``*_update`` function:
 
 * ``p`` is a float64 tensor, updated in place; ``g`` is the float64 gradient, already divided by
   the grad scale S (the caller does that; see ``Reference.step``).
-* ``state`` is the per-param state dict, updated in place. An empty dict means "first step with a
-  gradient": the function creates the state tensors (zeros) itself. ``state['step']`` is a
-  Python ``int`` counting the updates applied to this param (the fused optimizers store it as a
-  0-d float32 tensor; compare with ``float(...)``).
+* ``state`` is the per-param state dict, updated in place. Missing entries are created first
+  ('step' = 0, state tensors = zeros), so an empty dict means "first step with a gradient".
+  ``state['step']`` is a Python ``int`` counting the updates applied to this param (the fused
+  optimizers store it as a 0-d float32 tensor; compare with ``float(...)``). The param's first
+  step is the one that makes ``state['step'] == 1``.
 * Hyper-parameters are Python floats/bools. ``lr`` may also be a 0-d tensor; it is converted with
   ``float()``.
 * NaN/Inf in ``g`` are not checked: they propagate into ``p`` and the state (as in torch.optim).
@@ -71,6 +72,14 @@ def _norm(t):
     return t.reshape(-1).pow(2).sum().sqrt()
 
 
+def _ensure_state(state, p, names):
+    """Lazy state creation: 'step' = 0 and a zeros float64 tensor for each missing name."""
+    state.setdefault("step", 0)
+    for name in names:
+        if name not in state:
+            state[name] = torch.zeros_like(p)
+
+
 def round_like(t64, dtype):
     """The float64 tensor ``t64`` rounded to storage ``dtype`` and converted back to float64.
 
@@ -102,12 +111,8 @@ def adam_update(p, g, state, *, lr, beta1, beta2, eps, weight_decay, decoupled, 
     (all zeros before the first step).
     """
     lr, beta1, beta2, eps, wd = _f(lr), _f(beta1), _f(beta2), _f(eps), _f(weight_decay)
-    if not state:
-        state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(p)
-        state["exp_avg_sq"] = torch.zeros_like(p)
-    if amsgrad and "max_exp_avg_sq" not in state:
-        state["max_exp_avg_sq"] = torch.zeros_like(p)
+    _ensure_state(state, p, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad
+                  else ("exp_avg", "exp_avg_sq"))
 
     state["step"] += 1
     t = state["step"]
@@ -144,20 +149,24 @@ def adam_update(p, g, state, *, lr, beta1, beta2, eps, weight_decay, decoupled, 
 
 def _momentum_direction(d, state, *, momentum, dampening, nesterov):
     """Heavy-ball momentum as in torch.optim.SGD, shared by SGD and LARS.
+    Called after state['step'] was incremented.
 
-        momentum == 0: return d
-        buf = d                                 if state has no 'momentum_buffer' yet
-        buf = momentum*buf + (1-dampening)*d    otherwise
+        momentum == 0:  return d                       (no buffer is created)
+        buf = d                                 at the param's first step (state['step'] == 1)
+        buf = momentum*buf + (1-dampening)*d    afterwards (buf starts at zeros if momentum
+                                                was 0 at the first step and changed since)
         return d + momentum*buf if nesterov else buf
     """
     if momentum == 0.0:
         return d
-    if "momentum_buffer" not in state:
+    if state["step"] == 1:
         buf = d.clone()
-        state["momentum_buffer"] = buf
     else:
-        buf = momentum * state["momentum_buffer"] + (1.0 - dampening) * d
-        state["momentum_buffer"].copy_(buf)
+        old = state.get("momentum_buffer")
+        if old is None:
+            old = torch.zeros_like(d)
+        buf = momentum * old + (1.0 - dampening) * d
+    state["momentum_buffer"] = buf
     return d + momentum * buf if nesterov else buf
 
 
@@ -166,7 +175,7 @@ def sgd_update(p, g, state, *, lr, momentum, dampening, weight_decay, nesterov, 
 
         g = -g            if maximize
         g = g + wd*p
-        momentum != 0:  buf = g                                  at the first step (no buffer yet)
+        momentum != 0:  buf = g                                  at the param's first step
                         buf = momentum*buf + (1-dampening)*g     afterwards
                         d = g + momentum*buf if nesterov else buf
         momentum == 0:  d = g
@@ -176,8 +185,7 @@ def sgd_update(p, g, state, *, lr, momentum, dampening, weight_decay, nesterov, 
     Note: the first step copies g into the buffer without the (1-dampening) factor, as torch does.
     """
     lr, momentum, dampening, wd = _f(lr), _f(momentum), _f(dampening), _f(weight_decay)
-    if not state:
-        state["step"] = 0
+    _ensure_state(state, p, ())
     state["step"] += 1
 
     if maximize:
@@ -201,9 +209,7 @@ def lion_update(p, g, state, *, lr, beta1, beta2, weight_decay, maximize):
     State: 'step' (int), 'exp_avg' = m (zeros before the first step).
     """
     lr, beta1, beta2, wd = _f(lr), _f(beta1), _f(beta2), _f(weight_decay)
-    if not state:
-        state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(p)
+    _ensure_state(state, p, ("exp_avg",))
     state["step"] += 1
 
     if maximize:
@@ -255,16 +261,13 @@ def lamb_update(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, a
     State: 'step' (int), 'exp_avg' = m, 'exp_avg_sq' = v.
     """
     lr, beta1, beta2, eps, wd = _f(lr), _f(beta1), _f(beta2), _f(eps), _f(weight_decay)
-    min_trust_ratio = _f(min_trust_ratio)
+    min_trust_ratio = 0.0 if min_trust_ratio is None else _f(min_trust_ratio)
     G = global_grad_norm
     clip = max_grad_norm is not None and _f(max_grad_norm) > 0 and bool(G > _f(max_grad_norm))
     beta3 = (1.0 - beta1) if grad_averaging else 1.0
 
     for p, g, state in zip(params, grads, states):
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
+        _ensure_state(state, p, ("exp_avg", "exp_avg_sq"))
         state["step"] += 1
         t = state["step"]
 
@@ -314,7 +317,7 @@ def lars_update(p, g, state, *, lr, momentum, dampening, weight_decay, nesterov,
                        ratio = min(ratio/lr, 1)                      if clip (same condition)
                        ratio = 1                                     if a norm is zero
                        d = (g + wd*p) * ratio  (weight decay is added even when ratio is 1)
-        momentum as SGD: buf = d at the first step (no buffer yet),
+        momentum as SGD: buf = d at the param's first step,
                          buf = momentum*buf + (1-dampening)*d afterwards;
                          d = d + momentum*buf if nesterov else buf     (d unchanged if momentum 0)
         p = p - lr*d
@@ -324,8 +327,7 @@ def lars_update(p, g, state, *, lr, momentum, dampening, weight_decay, nesterov,
     lr_f = _f(lr)
     momentum, dampening, wd = _f(momentum), _f(dampening), _f(weight_decay)
     tc, eps = _f(trust_coefficient), _f(eps)
-    if not state:
-        state["step"] = 0
+    _ensure_state(state, p, ())
     state["step"] += 1
 
     if excluded:
@@ -366,11 +368,14 @@ class Reference:
     ``state``: dict, flat param index -> state dict. Created at the first step the param has a
         grad. Keys as torch.optim: 'step' (Python int), 'exp_avg', 'exp_avg_sq',
         'max_exp_avg_sq' (amsgrad), 'momentum_buffer' (SGD/LARS with momentum != 0), all float64.
+        No 'master_param' (the reference is float64 throughout).
     ``params()``: the flat list of float64 params (the live tensors, in order).
     ``step(grads, grad_scale=None, found_inf=None)``: one step. ``grads`` is a flat list aligned
         with ``params()`` (None = this param has no grad: it and its state are untouched). Grads
         of any floating dtype are converted to float64 and divided by ``grad_scale`` S. If
-        ``found_inf`` is nonzero the step is a no-op (no state is created, no step counted).
+        ``found_inf`` is nonzero the step is a no-op: params, existing state and step counts are
+        unchanged; a param with a grad and no state yet gets zero state with 'step' 0, exactly
+        as the fused optimizers create it before their (skipped) kernel.
     """
 
     def __init__(self, name, params, **defaults):
@@ -418,7 +423,16 @@ class Reference:
             raise ValueError(f"expected {len(flat)} grads (one per param, None allowed), "
                              f"got {len(grads)}")
         if found_inf is not None and _f(found_inf) != 0.0:
-            return  # the whole step is a no-op
+            # The whole step is a no-op. Like the fused optimizers, a param that has a grad gets
+            # its (zero) state created, with 'step' 0; nothing existing is modified.
+            index = 0
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if grads[index] is not None:
+                        _ensure_state(self.state.setdefault(index, {}), p,
+                                      self._state_names(group))
+                    index += 1
+            return
 
         scale = 1.0 if grad_scale is None else _f(grad_scale)
         grads64 = []
@@ -448,6 +462,17 @@ class Reference:
                 self._step_one(group, flat[i], grads64[i], self.state.setdefault(i, {}))
 
     # -- per-optimizer keyword mapping (group dict -> update function arguments) --
+
+    def _state_names(self, group):
+        """Names of the state tensors this optimizer keeps for a param of ``group``."""
+        if self.name in ("adam", "adamw"):
+            return (("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"]
+                    else ("exp_avg", "exp_avg_sq"))
+        if self.name == "lamb":
+            return ("exp_avg", "exp_avg_sq")
+        if self.name == "lion":
+            return ("exp_avg",)
+        return ("momentum_buffer",) if _f(group["momentum"]) != 0.0 else ()
 
     def _step_one(self, group, p, g, state):
         name = self.name
