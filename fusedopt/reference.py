@@ -360,7 +360,9 @@ class Reference:
             as for torch.optim. The tensors are copied (detached float64 clones) into
             ``self.param_groups[i]["params"]``; the originals are never touched.
         defaults: the keyword arguments of the matching fused optimizer constructor, same names
-            and defaults (see ``OPTIMIZER_DEFAULTS``). Unknown names raise TypeError.
+            and defaults (see ``OPTIMIZER_DEFAULTS``). Unknown names raise TypeError
+            ("adamw" also accepts ``adam_w_mode=True``, as FusedAdamW's groups contain it;
+            groups may contain the LR schedulers' ``initial_lr``, which is ignored).
             ``master_weights`` is accepted and ignored (everything is float64 here).
 
     ``param_groups``: list of dicts with every hyper-parameter resolved. They are read at every
@@ -383,11 +385,13 @@ class Reference:
             raise ValueError(f"unknown optimizer {name!r}; expected one of "
                              f"{sorted(OPTIMIZER_DEFAULTS)}")
         self.name = name
-        known = OPTIMIZER_DEFAULTS[name]
-        unknown = set(defaults) - set(known)
+        known = set(OPTIMIZER_DEFAULTS[name])
+        if name == "adamw":
+            known.add("adam_w_mode")  # FusedAdamW's groups carry adam_w_mode=True; must stay True
+        unknown = set(defaults) - known
         if unknown:
             raise TypeError(f"Reference({name!r}): unknown option(s) {sorted(unknown)}")
-        self.defaults = dict(known)
+        self.defaults = dict(OPTIMIZER_DEFAULTS[name])
         self.defaults.update(defaults)
 
         params = list(params)
@@ -399,7 +403,8 @@ class Reference:
         self.param_groups = []
         for group in params:
             group = dict(group)
-            unknown = set(group) - set(known) - {"params"}
+            # 'initial_lr' is added to groups by torch LR schedulers; it is kept and ignored.
+            unknown = set(group) - known - {"params", "initial_lr"}
             if unknown:
                 raise TypeError(f"Reference({name!r}): unknown param-group option(s) "
                                 f"{sorted(unknown)}")
@@ -408,6 +413,9 @@ class Reference:
                 tensors = [tensors]
             resolved = dict(self.defaults)
             resolved.update(group)
+            if name == "adamw" and not resolved.get("adam_w_mode", True):
+                raise ValueError("Reference('adamw') is always decoupled; use Reference('adam') "
+                                 "for adam_w_mode=False")
             resolved["params"] = [t.detach().to(F64, copy=True) for t in tensors]
             self.param_groups.append(resolved)
 
