@@ -244,6 +244,17 @@ def compare_with_reference(opt, ref, params, step: int, master: bool = False,
         fs = fused_state(opt, p)
         rs = ref.state.get(i, {})
         use_master = master and p.dtype in LOW_PRECISION
+        if not rs and fs:
+            # State created lazily for a param whose only steps so far were skipped (found_inf):
+            # it must be pristine (step 0, zero moments, master == param), i.e. equivalent to
+            # no state at all.
+            assert float(fs["step"]) == 0.0, f"{where}: skipped step counted"
+            for k, v in fs.items():
+                if k == "master_param":
+                    assert_bitwise_equal(v.to(p.dtype), p, f"{where}: master of pristine state")
+                elif k != "step":
+                    assert not bool(v.any()), f"{where}: {k} nonzero in pristine state"
+            fs = {}
         expected_keys = set(rs) | ({"master_param"} if (use_master and rs) else set())
         assert set(fs) == expected_keys, \
             f"{where} step {step}: state keys {sorted(fs)} != expected {sorted(expected_keys)}"
@@ -344,12 +355,15 @@ def split_groups(params, groups: Optional[Sequence[dict]]):
 def run_vs_reference(name: str, params, *, steps: int = 8, plan=standard_plan, groups=None,
                      ref_overrides: Optional[dict] = None, seed: int = 0,
                      grad_layouts=None, grad_scale: float = 1.0,
-                     before_step: Optional[Callable] = None, f64_slack: float = 1.0, **kw):
+                     before_step: Optional[Callable] = None, f64_slack: float = 1.0,
+                     amp: Optional[Callable] = None, **kw):
     """Runs fused optimizer ``name`` on ``params`` (already on the backend's device, in any dtype
     and layout) next to the float64 reference for ``steps`` steps and compares params and state
     after every step. ``kw`` goes to both constructors; ``ref_overrides`` only to the reference
     (to prove a comparison fails when the reference computes something else).
     ``before_step(step, opt, ref)`` may change group options between steps.
+    ``amp(step) -> (S, found_inf)`` (each a float or None): the GradScaler protocol: grads are
+    multiplied by S and ``opt.grad_scale`` / ``opt.found_inf`` are set for that step.
     Returns (opt, ref)."""
     Reference = reference_cls()
     gen = torch.Generator().manual_seed(seed)
@@ -361,10 +375,22 @@ def run_vs_reference(name: str, params, *, steps: int = 8, plan=standard_plan, g
         if before_step is not None:
             before_step(step, opt, ref)
         grads = make_grads(params, step, gen, plan, grad_layouts, grad_scale)
+        S, found_inf = amp(step) if amp is not None else (None, None)
+        if S is not None:
+            grads = [None if g is None else g * S for g in grads]
         for p, g in zip(params, grads):
             p.grad = g
-        ref.step([None if g is None else g.detach().cpu() for g in grads])
+        ref.step([None if g is None else g.detach().cpu() for g in grads], grad_scale=S,
+                 found_inf=found_inf)
+        dev = params[0].device
+        if S is not None:
+            opt.grad_scale = torch.tensor(float(S), device=dev)
+        if found_inf is not None:
+            opt.found_inf = torch.tensor(float(found_inf), device=dev)
         opt.step()
+        for attr in ("grad_scale", "found_inf"):
+            if hasattr(opt, attr):
+                delattr(opt, attr)
         compare_with_reference(opt, ref, params, step, master=master, f64_slack=f64_slack)
         sync_low_precision(ref, params, master)
     return opt, ref
