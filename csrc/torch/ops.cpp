@@ -54,10 +54,10 @@ void adam(TensorList params, TensorList grads, TensorList exp_avgs, TensorList e
   PreparedLists prep(op, params, grads, states, master_params, steps);
   const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
   AdamHyper h;
-  h.beta1 = static_cast<float>(beta1);
-  h.beta2 = static_cast<float>(beta2);
-  h.eps = static_cast<float>(eps);
-  h.weight_decay = static_cast<float>(weight_decay);
+  h.beta1 = beta1;
+  h.beta2 = beta2;
+  h.eps = eps;
+  h.weight_decay = weight_decay;
   h.decoupled_weight_decay = decoupled_weight_decay;
   h.bias_correction = bias_correction;
   h.amsgrad = amsgrad;
@@ -76,9 +76,9 @@ void sgd(TensorList params, TensorList grads, TensorList momentum_buffers,
   PreparedLists prep(op, params, grads, states, master_params, steps);
   const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
   SGDHyper h;
-  h.momentum = static_cast<float>(momentum);
-  h.dampening = static_cast<float>(dampening);
-  h.weight_decay = static_cast<float>(weight_decay);
+  h.momentum = momentum;
+  h.dampening = dampening;
+  h.weight_decay = weight_decay;
   h.nesterov = nesterov;
   h.maximize = maximize;
   run(prep, [&](const Backend& be, const ParamLists& L) { be.sgd(L, h, in); });
@@ -92,9 +92,9 @@ void lion(TensorList params, TensorList grads, TensorList exp_avgs, TensorList m
   PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}}, master_params, steps);
   const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
   LionHyper h;
-  h.beta1 = static_cast<float>(beta1);
-  h.beta2 = static_cast<float>(beta2);
-  h.weight_decay = static_cast<float>(weight_decay);
+  h.beta1 = beta1;
+  h.beta2 = beta2;
+  h.weight_decay = weight_decay;
   h.maximize = maximize;
   run(prep, [&](const Backend& be, const ParamLists& L) { be.lion(L, h, in); });
 }
@@ -119,18 +119,18 @@ void lamb(TensorList params, TensorList grads, TensorList exp_avgs, TensorList e
               op, ": need 0 <= min_trust_ratio <= max_trust_ratio (max_trust_ratio <= 0 means "
               "no upper clamp); got ", min_trust_ratio, " and ", max_trust_ratio);
   LambHyper h;
-  h.beta1 = static_cast<float>(beta1);
-  h.beta2 = static_cast<float>(beta2);
-  h.eps = static_cast<float>(eps);
-  h.weight_decay = static_cast<float>(weight_decay);
+  h.beta1 = beta1;
+  h.beta2 = beta2;
+  h.eps = eps;
+  h.weight_decay = weight_decay;
   h.adam_w_mode = adam_w_mode;
   h.bias_correction = bias_correction;
   h.grad_averaging = grad_averaging;
-  h.max_grad_norm = static_cast<float>(max_grad_norm);
+  h.max_grad_norm = max_grad_norm;
   h.use_nvlamb = use_nvlamb;
   h.trust_clip = trust_clip;
-  h.min_trust_ratio = static_cast<float>(min_trust_ratio);
-  h.max_trust_ratio = static_cast<float>(max_trust_ratio);
+  h.min_trust_ratio = min_trust_ratio;
+  h.max_trust_ratio = max_trust_ratio;
   const float* gnorm = max_grad_norm > 0.0 ? scalar_ptr(global_grad_norm) : nullptr;
   run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb(L, h, in, gnorm); });
 }
@@ -147,12 +147,12 @@ void lars(TensorList params, TensorList grads, TensorList momentum_buffers,
   PreparedLists prep(op, params, grads, states, master_params, steps);
   const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
   LarsHyper h;
-  h.momentum = static_cast<float>(momentum);
-  h.dampening = static_cast<float>(dampening);
-  h.weight_decay = static_cast<float>(weight_decay);
+  h.momentum = momentum;
+  h.dampening = dampening;
+  h.weight_decay = weight_decay;
   h.nesterov = nesterov;
-  h.trust_coefficient = static_cast<float>(trust_coefficient);
-  h.eps = static_cast<float>(eps);
+  h.trust_coefficient = trust_coefficient;
+  h.eps = eps;
   h.clip = clip;
   run(prep, [&](const Backend& be, const ParamLists& L) { be.lars(L, h, in, adapt); });
 }

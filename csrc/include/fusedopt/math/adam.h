@@ -7,7 +7,7 @@
 namespace fusedopt {
 
 struct AdamHyper {
-  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   bool decoupled_weight_decay = false;  // AdamW: p *= 1 - lr*wd; else L2: g += wd*p
   bool bias_correction = true;
   bool amsgrad = false;
@@ -32,8 +32,8 @@ FUSEDOPT_HD inline AdamCoeffs<T> adam_coeffs(const AdamHyper& h, float lr, float
   AdamCoeffs<T> c;
   c.beta1 = T(h.beta1);
   c.beta2 = T(h.beta2);
-  c.one_minus_beta1 = T(1) - c.beta1;
-  c.one_minus_beta2 = T(1) - c.beta2;
+  c.one_minus_beta1 = T(1.0 - h.beta1);  // in double: 1 - 0.9999f loses 4 digits
+  c.one_minus_beta2 = T(1.0 - h.beta2);
   c.eps = T(h.eps);
   c.l2_decay = h.decoupled_weight_decay ? T(0) : T(h.weight_decay);
   c.decay_factor = h.decoupled_weight_decay ? T(1.0 - double(lr) * double(h.weight_decay)) : T(1);

@@ -12,15 +12,15 @@
 namespace fusedopt {
 
 struct LambHyper {
-  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f, weight_decay = 0.01f;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-6, weight_decay = 0.01;
   bool adam_w_mode = true;     // decoupled decay (u += wd*p) vs L2 (g += wd*p)
   bool bias_correction = true;
   bool grad_averaging = true;  // m uses (1 - beta1) * g; otherwise 1 * g
-  float max_grad_norm = 1.0f;  // <= 0 disables global clipping
+  double max_grad_norm = 1.0;  // <= 0 disables global clipping
   bool use_nvlamb = false;     // apply the trust ratio even when weight_decay == 0
   bool trust_clip = false;     // cap the trust ratio at 1
-  float min_trust_ratio = 0.0f;        // clamp applied after trust_clip (0 = no lower clamp)
-  float max_trust_ratio = 0.0f;        // <= 0 = no upper clamp
+  double min_trust_ratio = 0.0;       // clamp applied after trust_clip (0 = no lower clamp)
+  double max_trust_ratio = 0.0;       // <= 0 = no upper clamp
 };
 
 namespace math {
@@ -41,8 +41,8 @@ FUSEDOPT_HD inline LambCoeffs<T> lamb_coeffs(const LambHyper& h, float step, flo
   LambCoeffs<T> c;
   c.beta1 = T(h.beta1);
   c.beta2 = T(h.beta2);
-  c.beta3 = h.grad_averaging ? T(1) - c.beta1 : T(1);
-  c.one_minus_beta2 = T(1) - c.beta2;
+  c.beta3 = h.grad_averaging ? T(1.0 - h.beta1) : T(1);
+  c.one_minus_beta2 = T(1.0 - h.beta2);
   c.eps = T(h.eps);
   c.l2_decay = h.adam_w_mode ? T(0) : T(h.weight_decay);
   c.decoupled_decay = h.adam_w_mode ? T(h.weight_decay) : T(0);
@@ -50,7 +50,7 @@ FUSEDOPT_HD inline LambCoeffs<T> lamb_coeffs(const LambHyper& h, float step, flo
   const double bc2 = h.bias_correction ? one_minus_pow(h.beta2, step) : 1.0;
   c.inv_bc1 = T(1.0 / bc1);
   c.inv_bc2 = T(1.0 / bc2);
-  const bool clip = h.max_grad_norm > 0.0f && global_grad_norm > h.max_grad_norm;
+  const bool clip = h.max_grad_norm > 0.0 && global_grad_norm > h.max_grad_norm;
   const double clip_div = clip ? double(global_grad_norm) / double(h.max_grad_norm) : 1.0;
   c.grad_mult = T(double(inv_grad_scale) / clip_div);
   return c;
@@ -72,13 +72,14 @@ FUSEDOPT_HD FUSEDOPT_INLINE T lamb_moments(T p, T g, T& m, T& v, const LambCoeff
 
 // Trust ratio from the two norms (not squared). Zero norms give 1 (documented: nothing to scale
 // against), as in apex.
-FUSEDOPT_HD inline float lamb_trust_ratio(const LambHyper& h, float param_norm, float update_norm) {
-  float ratio = 1.0f;
-  if ((h.use_nvlamb || h.weight_decay != 0.0f) && param_norm > 0.0f && update_norm > 0.0f)
+FUSEDOPT_HD inline double lamb_trust_ratio(const LambHyper& h, double param_norm,
+                                           double update_norm) {
+  double ratio = 1.0;
+  if ((h.use_nvlamb || h.weight_decay != 0.0) && param_norm > 0.0 && update_norm > 0.0)
     ratio = param_norm / update_norm;
-  if (h.trust_clip && ratio > 1.0f) ratio = 1.0f;
+  if (h.trust_clip && ratio > 1.0) ratio = 1.0;
   if (ratio < h.min_trust_ratio) ratio = h.min_trust_ratio;
-  if (h.max_trust_ratio > 0.0f && ratio > h.max_trust_ratio) ratio = h.max_trust_ratio;
+  if (h.max_trust_ratio > 0.0 && ratio > h.max_trust_ratio) ratio = h.max_trust_ratio;
   return ratio;
 }
 

@@ -9,10 +9,10 @@
 namespace fusedopt {
 
 struct LarsHyper {
-  float momentum = 0.9f, dampening = 0.0f, weight_decay = 0.0f;
+  double momentum = 0.9, dampening = 0.0, weight_decay = 0.0;
   bool nesterov = false;
-  float trust_coefficient = 0.001f;
-  float eps = 1e-8f;
+  double trust_coefficient = 0.001;
+  double eps = 1e-8;
   bool clip = false;  // LARC clip mode: ratio = min(ratio / lr, 1)
 };
 
@@ -20,14 +20,14 @@ namespace math {
 
 // Local learning-rate multiplier of one tensor. adapt == false (excluded tensors) gives 1.
 // A zero param or grad norm gives 1 (the weight decay term is still added).
-FUSEDOPT_HD inline float lars_trust_ratio(const LarsHyper& h, bool adapt, float weight_decay,
-                                          float lr, float param_norm, float grad_norm) {
-  if (!adapt || !(param_norm > 0.0f) || !(grad_norm > 0.0f)) return 1.0f;
-  float ratio = h.trust_coefficient * param_norm /
-                (grad_norm + weight_decay * param_norm + h.eps);
+FUSEDOPT_HD inline double lars_trust_ratio(const LarsHyper& h, bool adapt, double weight_decay,
+                                           double lr, double param_norm, double grad_norm) {
+  if (!adapt || !(param_norm > 0.0) || !(grad_norm > 0.0)) return 1.0;
+  double ratio = h.trust_coefficient * param_norm /
+                 (grad_norm + weight_decay * param_norm + h.eps);
   if (h.clip) {
     ratio = ratio / lr;
-    if (ratio > 1.0f) ratio = 1.0f;
+    if (ratio > 1.0) ratio = 1.0;
   }
   return ratio;
 }

@@ -8,7 +8,7 @@
 namespace fusedopt {
 
 struct LionHyper {
-  float beta1 = 0.9f, beta2 = 0.99f, weight_decay = 0.0f;
+  double beta1 = 0.9, beta2 = 0.99, weight_decay = 0.0;
   bool maximize = false;
 };
 
@@ -24,9 +24,9 @@ FUSEDOPT_HD inline LionCoeffs<T> lion_coeffs(const LionHyper& h, float lr) {
   LionCoeffs<T> c;
   c.lr = T(lr);
   c.beta1 = T(h.beta1);
-  c.one_minus_beta1 = T(1) - c.beta1;
+  c.one_minus_beta1 = T(1.0 - h.beta1);  // in double: 1 - 0.9999f loses 4 digits
   c.beta2 = T(h.beta2);
-  c.one_minus_beta2 = T(1) - c.beta2;
+  c.one_minus_beta2 = T(1.0 - h.beta2);
   c.decay_factor = T(1.0 - double(lr) * double(h.weight_decay));
   return c;
 }

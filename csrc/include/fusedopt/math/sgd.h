@@ -6,7 +6,7 @@
 namespace fusedopt {
 
 struct SGDHyper {
-  float momentum = 0.0f, dampening = 0.0f, weight_decay = 0.0f;
+  double momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
   bool nesterov = false;
   bool maximize = false;
 };
@@ -20,12 +20,12 @@ struct MomentumCoeffs {
 };
 
 template <class T>
-FUSEDOPT_HD inline MomentumCoeffs<T> momentum_coeffs(float lr, float momentum, float dampening,
+FUSEDOPT_HD inline MomentumCoeffs<T> momentum_coeffs(double lr, double momentum, double dampening,
                                                      float step) {
   MomentumCoeffs<T> c;
   c.lr = T(lr);
   c.momentum = T(momentum);
-  c.one_minus_dampening = T(1) - T(dampening);
+  c.one_minus_dampening = T(1.0 - dampening);
   c.first_step = step <= 1.0f;
   return c;
 }
