@@ -10,7 +10,9 @@ LOWP = [torch.float16, torch.bfloat16]
 
 # Larger steps for Lion at low precision: lr=1e-3 is below half an ulp of bf16 near 1, so
 # without master weights nothing would ever move and the param comparison would be vacuous.
-PRECISION_KW = {**TEST_KW, "lion": dict(lr=2e-2, weight_decay=0.1)}
+# Betas exact in fp32 for Lion: with coarse bf16/fp16 grads, c = b1*m + (1-b1)*g is sometimes
+# exactly 0 in exact arithmetic (sign 0), which fp32-rounded 0.9/0.1 would turn into +-1.
+PRECISION_KW = {**TEST_KW, "lion": dict(lr=2e-2, weight_decay=0.1, betas=(0.875, 0.984375))}
 
 
 # Hyper-parameters exactly representable in float32: an implementation that passes them to a
