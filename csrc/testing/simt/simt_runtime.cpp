@@ -44,9 +44,11 @@ alignas(128) thread_local unsigned char fusedopt_simt_dynsmem_tls[kMaxDynSmemCap
 }
 
 // ---------------------------------------------------------------------------
-// Context switch (x86-64 SysV). Saves callee-saved registers plus MXCSR and
-// the x87 control word on the old stack, stores the old stack pointer to
-// *save_sp and continues on new_sp. No syscalls, unlike swapcontext.
+// Context switch (x86-64 SysV). Saves the callee-saved registers on the old
+// stack, stores the old stack pointer to *save_sp and continues on new_sp. No
+// syscalls, unlike swapcontext. MXCSR / x87 control word are not switched
+// (ldmxcsr is slow and kernels never change rounding modes): every fiber
+// starts with, and shares, the launching thread's floating-point environment.
 extern "C" void fusedopt_simt_switch(void** save_sp, void* new_sp);
 extern "C" void fusedopt_simt_fiber_start();
 __asm__(
@@ -61,14 +63,8 @@ __asm__(
     "  pushq %r13\n"
     "  pushq %r14\n"
     "  pushq %r15\n"
-    "  subq $8, %rsp\n"
-    "  stmxcsr (%rsp)\n"
-    "  fnstcw 4(%rsp)\n"
     "  movq %rsp, (%rdi)\n"
     "  movq %rsi, %rsp\n"
-    "  ldmxcsr (%rsp)\n"
-    "  fldcw 4(%rsp)\n"
-    "  addq $8, %rsp\n"
     "  popq %r15\n"
     "  popq %r14\n"
     "  popq %r13\n"
@@ -126,6 +122,7 @@ struct Fiber {
   char* stack_lo = nullptr;
   size_t stack_size = 0;
   void* asan_fake = nullptr;
+  bool suspended = false;  // inside yield_fiber (has live frames)
 };
 
 struct Warp {
@@ -183,11 +180,11 @@ std::recursive_mutex g_launch_mutex;
 thread_local bool t_in_launch = false;
 
 Fiber* g_cur = nullptr;  // running fiber, null in the scheduler / host code
+bool g_unwinding = false;  // resumed fibers unwind (FiberAbort) instead of continuing
 void* g_sched_sp = nullptr;
 void* g_sched_fake = nullptr;
 const void* g_sched_stack_bottom = nullptr;
 size_t g_sched_stack_size = 0;
-uint32_t g_fp_state[2];  // MXCSR and x87 control word given to new fibers
 
 std::vector<Fiber> g_fibers;
 Warp g_warps[32];
@@ -352,11 +349,17 @@ inline void asan_finish(void* fake, const void** bottom, size_t* size) {
 #endif
 }
 
-// Fiber -> scheduler. Returns when the scheduler resumes this fiber.
+struct FiberAbort {};
+
+// Fiber -> scheduler. Returns when the scheduler resumes this fiber, or
+// throws FiberAbort when the launch failed and the fiber must unwind.
 void yield_fiber(Fiber* f) {
+  f->suspended = true;
   asan_start(&f->asan_fake, g_sched_stack_bottom, g_sched_stack_size);
   fusedopt_simt_switch(&f->sp, g_sched_sp);
   asan_finish(f->asan_fake, &g_sched_stack_bottom, &g_sched_stack_size);
+  f->suspended = false;
+  if (g_unwinding) throw FiberAbort{};
 }
 
 // Leave the fiber for good (exit or abort); its stack is reused later.
@@ -365,6 +368,9 @@ void yield_fiber(Fiber* f) {
   fusedopt_simt_switch(&f->sp, g_sched_sp);
   __builtin_unreachable();
 }
+
+// FiberAbort unwinds a failing fiber up to fusedopt_simt_fiber_main, so that
+// the destructors of kernel and emulator frames run before it is dropped.
 
 // Records the launch error (reported for `thread` of the current block) and
 // abandons the calling fiber: the launch stops.
@@ -377,7 +383,7 @@ void yield_fiber(Fiber* f) {
                        thread_str(thread) + ": " + detail;
   }
   if (!f) throw Error(kind, g_launch.message);
-  leave_fiber(f);
+  throw FiberAbort{};
 }
 [[noreturn]] void fail(ErrorKind kind, const std::string& detail) {
   fail_at(g_cur ? g_cur->linear : 0, kind, detail);
@@ -394,27 +400,45 @@ void on_thread_exit(Fiber* f);
 
 extern "C" void fusedopt_simt_fiber_main(Fiber* f) {
   asan_finish(nullptr, &g_sched_stack_bottom, &g_sched_stack_size);
-  std::string what;
-  bool threw = false;
-  try {
-    g_launch.body(g_launch.ctx);
-  } catch (const std::exception& e) {
-    threw = true;
-    what = std::string("exception escaped the kernel: ") + e.what();
-  } catch (...) {
-    threw = true;
-    what = "unknown exception escaped the kernel";
+  {  // scope: every local is destroyed before the fiber is left for good
+    bool aborted = false;
+    std::string what;
+    try {
+      g_launch.body(g_launch.ctx);
+    } catch (const FiberAbort&) {
+      aborted = true;
+    } catch (const std::exception& e) {
+      what = std::string("exception escaped the kernel: ") + e.what();
+    } catch (...) {
+      what = "unknown exception escaped the kernel";
+    }
+    // Handled outside the catch blocks: leaving a fiber inside a handler would
+    // leave the OS thread's C++ exception stack unbalanced.
+    if (!aborted && !what.empty()) {
+      try {
+        fail(ErrorKind::kKernelException, what);
+      } catch (const FiberAbort&) {
+        aborted = true;
+      }
+    }
+    if (!aborted) {
+      try {
+        on_thread_exit(f);
+      } catch (const FiberAbort&) {
+      }
+    }
   }
-  // Fail outside the handler: leaving a fiber inside a catch block would
-  // leave the OS thread's C++ exception stack unbalanced.
-  if (threw) fail(ErrorKind::kKernelException, what);
-  on_thread_exit(f);
   leave_fiber(f);
 }
 
 void init_fiber(Fiber* f) {
   // Initial frame consumed by fusedopt_simt_switch's epilogue (see asm).
   uintptr_t top = ((uintptr_t)(f->stack_lo + f->stack_size)) & ~(uintptr_t)15;
+#if defined(FUSEDOPT_SIMT_ASAN)
+  // The previous fiber on this stack left fusedopt_simt_fiber_main without
+  // returning, so its frame's redzone / scope poisoning is still there.
+  ASAN_UNPOISON_MEMORY_REGION(reinterpret_cast<void*>(top - 8192), 8192);
+#endif
   void** sp = reinterpret_cast<void**>(top);
   *--sp = reinterpret_cast<void*>(&fusedopt_simt_fiber_start);  // ret target
   *--sp = nullptr;                                                // rbp: end of frame chain
@@ -423,8 +447,6 @@ void init_fiber(Fiber* f) {
   *--sp = reinterpret_cast<void*>(&fusedopt_simt_fiber_main);    // r13
   *--sp = nullptr;                                                // r14
   *--sp = nullptr;                                                // r15
-  --sp;
-  std::memcpy(sp, g_fp_state, 8);  // MXCSR, x87 CW
   f->sp = sp;
   f->state = FState::kReady;
   f->bop = -1;
@@ -536,11 +558,11 @@ int barrier(int op, int pred, const char* file, int line) {
 // ---- warp collectives ------------------------------------------------------------
 void complete_warp(uint32_t w, uint32_t mask) {
   Fiber* lanes = &g_fibers[w * 32];
-  for (int l = 0; l < 32; ++l) {
+  for (int l = 0; l < 32 && lanes[__builtin_ctz(mask)].wop <= detail::kShflXor; ++l) {
     if (!(mask & (1u << l))) continue;
     Fiber& f = lanes[l];
     int op = f.wop;
-    if (op <= detail::kShflXor) {
+    {
       int width = f.wwidth;
       int seg = l & ~(width - 1);
       int src = l;
@@ -558,6 +580,8 @@ void complete_warp(uint32_t w, uint32_t mask) {
       std::memcpy(f.wout, lanes[src].win, 16);
     }
   }
+  const int gop = lanes[__builtin_ctz(mask)].wop;  // one op per group (checked on arrival)
+  if (gop > detail::kShflXor && gop != detail::kSyncWarp) {
   uint32_t ballot = 0, rsum = 0, rand_ = ~0u, ror = 0, rxor = 0, umin = ~0u, umax = 0;
   int smin = 0x7fffffff, smax = (int)0x80000000;
   for (int l = 0; l < 32; ++l) {
@@ -596,6 +620,7 @@ void complete_warp(uint32_t w, uint32_t mask) {
       default: continue;  // shuffles done above, __syncwarp has no result
     }
     std::memcpy(f.wout, &r, 4);
+  }
   }
   for (int l = 0; l < 32; ++l)
     if (mask & (1u << l)) lanes[l].state = FState::kReady;
@@ -689,8 +714,8 @@ void warp_collective(int op, unsigned mask, const void* in, unsigned size, int a
     yield_fiber(f);
   }
   f->state = FState::kReady;
-  if (out && size) std::memcpy(out, f->wout, size);
-  else if (out) std::memcpy(out, f->wout, 4);
+  // Shuffles return a value of the input's size, the other collectives a u32.
+  if (out) std::memcpy(out, f->wout, op <= kShflXor ? size : 4);
 }
 
 unsigned active_mask() {
@@ -953,6 +978,15 @@ std::string validate(const detail::LaunchSpec& s) {
   return "";
 }
 
+// After a failure: let every fiber that is still inside yield_fiber unwind
+// its frames (FiberAbort), so no destructor is skipped and no memory leaks.
+void unwind_suspended() {
+  g_unwinding = true;
+  for (uint32_t i = 0; i < g_block.nthreads; ++i)
+    if (g_fibers[i].suspended) resume(&g_fibers[i]);
+  g_unwinding = false;
+}
+
 void run_block(uint64_t linear, std::vector<uint32_t>& order, uint64_t& rng) {
   const dim3& gd = g_ctx.grid_dim;
   const dim3& bd = g_ctx.block_dim;
@@ -990,7 +1024,7 @@ void run_block(uint64_t linear, std::vector<uint32_t>& order, uint64_t& rng) {
       if (f->state != FState::kReady) continue;
       resume(f);
       ran = true;
-      if (g_launch.failed) return;
+      if (g_launch.failed) return unwind_suspended();
     }
     if (g_block.live == 0) return;
     if (!ran) break;
@@ -1034,6 +1068,7 @@ void run_block(uint64_t linear, std::vector<uint32_t>& order, uint64_t& rng) {
     os << ", e.g. thread " << thread_str(g.first);
   }
   scheduler_fail(ErrorKind::kDeadlock, os.str());
+  unwind_suspended();
 }
 
 void store_result(const std::string& err, ErrorKind kind, bool has_err) {
@@ -1096,7 +1131,6 @@ void run_launch(const LaunchSpec& spec, Thunk body, void* ctx, size_t ctx_size) 
   g_ctx.block_dim = dim3((unsigned)spec.block[0], (unsigned)spec.block[1], (unsigned)spec.block[2]);
   g_block = BlockState();
   g_block.nthreads = (uint32_t)(spec.block[0] * spec.block[1] * spec.block[2]);
-  __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(g_fp_state[0]), "=m"(g_fp_state[1]));
 #if defined(FUSEDOPT_SIMT_ASAN)
   // Dynamic shared memory past the requested size is off limits.
   ASAN_POISON_MEMORY_REGION(fusedopt_simt_dynsmem_tls + spec.smem, kMaxDynSmemCap - spec.smem);
@@ -1254,15 +1288,15 @@ FUSEDOPT_SIMT_HOOKS(16)
 #undef FUSEDOPT_SIMT_HOOK
 
 extern "C" {
-__attribute__((visibility("default"))) void __tsan_read_range(void* addr, unsigned long size) {
+__attribute__((visibility("default"))) void __tsan_read_range(void* addr, long size) {
   fusedopt::simt::on_access(addr, (unsigned)size, false, false, __builtin_return_address(0));
 }
-__attribute__((visibility("default"))) void __tsan_write_range(void* addr, unsigned long size) {
+__attribute__((visibility("default"))) void __tsan_write_range(void* addr, long size) {
   fusedopt::simt::on_access(addr, (unsigned)size, true, false, __builtin_return_address(0));
 }
 __attribute__((visibility("default"))) void __tsan_func_entry(void*) {}
 __attribute__((visibility("default"))) void __tsan_func_exit(void*) {}
 __attribute__((visibility("default"))) void __tsan_init() {}
-__attribute__((visibility("default"))) void __tsan_vptr_update(void**, void*) {}
-__attribute__((visibility("default"))) void __tsan_vptr_read(void**) {}
+__attribute__((visibility("default"))) void __tsan_vptr_update(void*, void*) {}
+__attribute__((visibility("default"))) void __tsan_vptr_read(void*) {}
 }
