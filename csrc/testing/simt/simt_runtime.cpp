@@ -1300,3 +1300,52 @@ __attribute__((visibility("default"))) void __tsan_init() {}
 __attribute__((visibility("default"))) void __tsan_vptr_update(void*, void*) {}
 __attribute__((visibility("default"))) void __tsan_vptr_read(void*) {}
 }
+
+// Atomic builtins in instrumented code (std::atomic in host code of a kernel
+// TU, __atomic_* in device code) are lowered to these calls by g++. They must
+// really perform the operation; seq_cst is used whatever order was asked for.
+// Signatures follow g++'s built-in declarations (unsigned types, void*).
+#define FUSEDOPT_SIMT_ATOMIC_HOOKS(bits, T)                                                        \
+  extern "C" __attribute__((visibility("default"))) T __tsan_atomic##bits##_load(const volatile void* a, int) { \
+    fusedopt::simt::on_access(const_cast<void*>(a), sizeof(T), false, true, __builtin_return_address(0));     \
+    return __atomic_load_n(static_cast<const volatile T*>(a), __ATOMIC_SEQ_CST);                  \
+  }                                                                                                \
+  extern "C" __attribute__((visibility("default"))) void __tsan_atomic##bits##_store(volatile void* a, T v, int) { \
+    fusedopt::simt::on_access(const_cast<void*>(a), sizeof(T), true, true, __builtin_return_address(0));      \
+    __atomic_store_n(static_cast<volatile T*>(a), v, __ATOMIC_SEQ_CST);                           \
+  }                                                                                                \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, exchange, __atomic_exchange_n)                                 \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, fetch_add, __atomic_fetch_add)                                 \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, fetch_sub, __atomic_fetch_sub)                                 \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, fetch_and, __atomic_fetch_and)                                 \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, fetch_or, __atomic_fetch_or)                                   \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, fetch_xor, __atomic_fetch_xor)                                 \
+  FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, fetch_nand, __atomic_fetch_nand)                               \
+  extern "C" __attribute__((visibility("default"))) bool __tsan_atomic##bits##_compare_exchange_strong( \
+      volatile void* a, void* expected, T desired, int, int) {                                     \
+    fusedopt::simt::on_access(const_cast<void*>(a), sizeof(T), true, true, __builtin_return_address(0));      \
+    return __atomic_compare_exchange_n(static_cast<volatile T*>(a), static_cast<T*>(expected), desired, false, \
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                        \
+  }                                                                                                \
+  extern "C" __attribute__((visibility("default"))) bool __tsan_atomic##bits##_compare_exchange_weak(   \
+      volatile void* a, void* expected, T desired, int, int) {                                     \
+    fusedopt::simt::on_access(const_cast<void*>(a), sizeof(T), true, true, __builtin_return_address(0));      \
+    return __atomic_compare_exchange_n(static_cast<volatile T*>(a), static_cast<T*>(expected), desired, true,  \
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                        \
+  }
+#define FUSEDOPT_SIMT_ATOMIC_RMW(bits, T, name, builtin)                                                  \
+  extern "C" __attribute__((visibility("default"))) T __tsan_atomic##bits##_##name(volatile void* a, T v, int) { \
+    fusedopt::simt::on_access(const_cast<void*>(a), sizeof(T), true, true, __builtin_return_address(0));   \
+    return builtin(static_cast<volatile T*>(a), v, __ATOMIC_SEQ_CST);                                    \
+  }
+FUSEDOPT_SIMT_ATOMIC_HOOKS(8, unsigned char)
+FUSEDOPT_SIMT_ATOMIC_HOOKS(16, unsigned short)
+FUSEDOPT_SIMT_ATOMIC_HOOKS(32, unsigned int)
+FUSEDOPT_SIMT_ATOMIC_HOOKS(64, unsigned long)
+#undef FUSEDOPT_SIMT_ATOMIC_RMW
+#undef FUSEDOPT_SIMT_ATOMIC_HOOKS
+
+extern "C" {
+__attribute__((visibility("default"))) void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+__attribute__((visibility("default"))) void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+}

@@ -64,6 +64,7 @@ SIMT_TEST(racecheck_can_be_disabled) {
 }
 
 SIMT_TEST(traffic_copy_counts_exactly_4N_read_4N_written) {
+  const unsigned launches_before = simt_tests::copy_launches();
   for (int n : {1, 1000, 65536 + 3}) {
     std::vector<float> x(n, 1.f), y(n);
     fusedopt::simt::reset_traffic();
@@ -76,6 +77,7 @@ SIMT_TEST(traffic_copy_counts_exactly_4N_read_4N_written) {
     auto total = fusedopt::simt::total_traffic();
     SIMT_CHECK(total.launches == 1 && total.global_read_bytes == 4ull * n);
   }
+  SIMT_CHECK(simt_tests::copy_launches() == launches_before + 3);  // host atomics work when instrumented
   const int n = 4096;
   std::vector<float> x(n, 1.f), y(n);
   simt_tests::copy_vec4(8, 64, x.data(), y.data(), n);

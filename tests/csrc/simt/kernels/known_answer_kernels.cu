@@ -9,6 +9,8 @@
 #include "fusedopt_launch.h"
 #endif
 
+#include <atomic>
+
 #include "simt_test_kernels.h"
 
 namespace simt_tests {
@@ -237,7 +239,13 @@ void transpose(const float* in, float* out, int rows, int cols) {
   dim3 grid((cols + kTile - 1) / kTile, (rows + kTile - 1) / kTile);
   FUSEDOPT_LAUNCH(grid, block, 0, 0, transpose_kernel)(in, out, rows, cols);
 }
+// Host-side std::atomic in a kernel source: in the instrumented build g++
+// lowers it to __tsan_atomic* calls, which the emulator runtime provides.
+std::atomic<unsigned> g_copy_launches{0};
+unsigned copy_launches() { return g_copy_launches.load(); }
+
 void copy(int blocks, int threads, const float* x, float* y, int n) {
+  g_copy_launches.fetch_add(1);
   FUSEDOPT_LAUNCH(blocks, threads, 0, 0, copy_kernel)(x, y, n);
 }
 void copy_vec4(int blocks, int threads, const float* x, float* y, int n) {

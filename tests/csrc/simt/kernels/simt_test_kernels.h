@@ -45,6 +45,7 @@ void warp_ops(int blocks, const int* x, int* scan, unsigned* ballots, int* misc,
 void transpose(const float* in, float* out, int rows, int cols);
 // Copy kernel for the traffic counter.
 void copy(int blocks, int threads, const float* x, float* y, int n);
+unsigned copy_launches();  // host-side std::atomic counter of copy() calls
 void copy_vec4(int blocks, int threads, const float* x, float* y, int n);
 
 // ---- seeded bugs (bug_kernels.cu) ----
