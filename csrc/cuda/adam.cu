@@ -1,0 +1,52 @@
+// Adam / AdamW: one pass (reads p, g, m, v; writes p, m, v: 28 B/elem in fp32), after a tiny
+// launch that advances the step counters.
+#include "multi_tensor.cuh"
+
+namespace fusedopt {
+namespace FUSEDOPT_CUDA_NS {
+
+template <class C_, int kStates_>
+struct AdamOp {
+  using C = C_;
+  static constexpr int kStates = kStates_;  // exp_avg, exp_avg_sq, [max_exp_avg_sq]
+  static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
+  static constexpr unsigned kReadStates = (1u << kStates_) - 1u, kWriteStates = kReadStates;
+  AdamHyper h;
+  StepInputs in;
+  struct Coeffs {
+    math::AdamCoeffs<C> c;
+    C inv;
+  };
+  __device__ __forceinline__ Coeffs coeffs(const float* step, int) const {
+    return {math::adam_coeffs<C>(h, in.lr.get(), *step), C(in.inv_grad_scale())};
+  }
+  __device__ __forceinline__ void element(C& p, C g, C (&s)[kStates], const Coeffs& k, double&,
+                                          double&) const {
+    C unused = C(0);
+    math::adam_element<C>(p, g * k.inv, s[0], s[1], kStates == 3 ? s[kStates - 1] : unused,
+                          kStates == 3, h.maximize, k.c);
+  }
+};
+
+void adam(const ParamLists& L, const AdamHyper& h, const StepInputs& in) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      dispatch_bool(h.amsgrad, [&](auto ams) {
+        constexpr int kS = decltype(ams)::value ? 3 : 2;
+        using Op = AdamOp<C, kS>;
+        run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS), Op{h, in}, nullptr, {},
+                                         stream);
+      });
+    });
+  });
+}
+
+}  // namespace FUSEDOPT_CUDA_NS
+}  // namespace fusedopt

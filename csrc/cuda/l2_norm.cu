@@ -1,0 +1,64 @@
+// Per-tensor and global L2 norms of x / grad_scale: one read pass (4 B/elem fp32) writing
+// per-chunk partials, then one cleanup block (per-tensor sums in chunk order, global sum in a
+// fixed tree). No atomics: bitwise reproducible.
+#include "multi_tensor.cuh"
+
+namespace fusedopt {
+namespace FUSEDOPT_CUDA_NS {
+
+template <class C_>
+struct SquaresOp {
+  using C = C_;
+  static constexpr int kStates = 0;
+  static constexpr bool kHasGrad = false, kWriteParam = false, kReduce = true;
+  static constexpr unsigned kReadStates = 0u, kWriteStates = 0u;
+  StepInputs in;  // grad_scale only
+  struct Coeffs {
+    C mult;
+  };
+  __device__ __forceinline__ Coeffs coeffs(const float*, int) const {
+    return {C(in.inv_grad_scale())};
+  }
+  __device__ __forceinline__ void element(C& x, C, C (&)[1], const Coeffs& k, double& a,
+                                          double&) const {
+    const C v = x * k.mult;
+    a += double(v) * double(v);
+  }
+};
+
+struct NormFin {
+  StepInputs in;
+  float* per_tensor;
+  double* tsum;
+  __device__ __forceinline__ void tensor(int t, float*, double a, double) const {
+    tsum[t] = a;
+    if (per_tensor != nullptr) per_tensor[t] = static_cast<float>(sqrt(a));
+  }
+};
+
+void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
+             const float* grad_scale, float* per_tensor, float* global) {
+  if (count <= 0) return;
+  const Stream stream = current_stream();
+  const std::vector<int64_t> bases = chunk_bases(numel, count);
+  Scratch scratch(bases.back(), count, stream);
+  StepInputs in;
+  in.grad_scale = grad_scale;
+  HostLists L;
+  L.count = count;
+  L.numel = numel;
+  L.list[L.num_lists++] = ptrs;
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    dispatch_dtype(dtype, [&](auto* tag) {
+      using S = std::remove_pointer_t<decltype(tag)>;
+      using Op = SquaresOp<typename Storage<S>::C>;
+      run_multi_tensor<Op, S, false, kPB>(L, Op{in}, scratch.partials, bases, stream);
+    });
+    run_cleanup<NormFin, kPB>(NormFin{in, per_tensor, scratch.tsum}, count, nullptr, bases,
+                              scratch.partials, global, stream);
+  });
+}
+
+}  // namespace FUSEDOPT_CUDA_NS
+}  // namespace fusedopt

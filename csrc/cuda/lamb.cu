@@ -1,0 +1,99 @@
+// LAMB in two passes, nothing stored between them but m and v:
+//   pass 1 (reads g, m, v, p; writes m, v: 24 B/elem fp32): moments + per-chunk partials of
+//          ||p||^2 and ||u||^2, using step + 1 (the counters advance in the cleanup)
+//   cleanup (one block): per-tensor sums in chunk order -> lr * trust ratio; step += 1
+//   pass 2 (reads m, v, p; writes p: 16 B/elem fp32): recompute u, p -= lr * ratio * u
+// Global grad-norm clipping reads the norm computed beforehand by l2_norm (+4 B/elem).
+#include "multi_tensor.cuh"
+
+namespace fusedopt {
+namespace FUSEDOPT_CUDA_NS {
+
+template <class C_>
+struct LambMomentsOp {
+  using C = C_;
+  static constexpr int kStates = 2;  // exp_avg, exp_avg_sq
+  static constexpr bool kHasGrad = true, kWriteParam = false, kReduce = true;
+  static constexpr unsigned kReadStates = 3u, kWriteStates = 3u;
+  LambHyper h;
+  StepInputs in;
+  const float* global_grad_norm;
+  using Coeffs = math::LambCoeffs<C>;
+  __device__ __forceinline__ Coeffs coeffs(const float* step, int) const {
+    return math::lamb_coeffs<C>(h, *step + 1.0f, in.inv_grad_scale(),
+                                global_grad_norm ? *global_grad_norm : 0.0f);
+  }
+  __device__ __forceinline__ void element(C& p, C g, C (&s)[2], const Coeffs& k, double& a,
+                                          double& b) const {
+    const C u = math::lamb_moments<C>(p, g, s[0], s[1], k);
+    a += double(p) * double(p);
+    b += double(u) * double(u);
+  }
+};
+
+struct LambFin {
+  LambHyper h;
+  StepInputs in;
+  float* scaled_lr;
+  double* tsum;
+  __device__ __forceinline__ void tensor(int t, float* step, double a, double b) const {
+    const float ratio = math::lamb_trust_ratio(h, static_cast<float>(sqrt(a)),
+                                               static_cast<float>(sqrt(b)));
+    scaled_lr[t] = in.lr.get() * ratio;
+    *step += 1.0f;
+  }
+};
+
+template <class C_>
+struct LambApplyOp {
+  using C = C_;
+  static constexpr int kStates = 2;
+  static constexpr bool kHasGrad = false, kWriteParam = true, kReduce = false;
+  static constexpr unsigned kReadStates = 3u, kWriteStates = 0u;
+  LambHyper h;
+  StepInputs in;
+  const float* global_grad_norm;
+  const float* scaled_lr;
+  struct Coeffs {
+    math::LambCoeffs<C> c;
+    C lr;
+  };
+  __device__ __forceinline__ Coeffs coeffs(const float* step, int t) const {
+    return {math::lamb_coeffs<C>(h, *step, in.inv_grad_scale(),
+                                 global_grad_norm ? *global_grad_norm : 0.0f),
+            C(scaled_lr[t])};
+  }
+  __device__ __forceinline__ void element(C& p, C, C (&s)[2], const Coeffs& k, double&,
+                                          double&) const {
+    math::lamb_apply<C>(p, s[0], s[1], k.lr, k.c);
+  }
+};
+
+void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+          const float* global_grad_norm) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
+  Scratch scratch(bases.back(), L.count, stream);
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      using Pass1 = LambMomentsOp<C>;
+      using Pass2 = LambApplyOp<C>;
+      run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
+                                          Pass1{h, in, global_grad_norm}, scratch.partials, bases,
+                                          stream);
+      run_cleanup<LambFin, kPB>(LambFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
+                                L.step, bases, scratch.partials, nullptr, stream);
+      run_multi_tensor<Pass2, P, kM, kPB>(optimizer_lists(L, false, kM, 2),
+                                          Pass2{h, in, global_grad_norm, scratch.per_tensor},
+                                          nullptr, {}, stream);
+    });
+  });
+}
+
+}  // namespace FUSEDOPT_CUDA_NS
+}  // namespace fusedopt

@@ -1,0 +1,143 @@
+// SGD (momentum / dampening / Nesterov) and LARS, which share the heavy-ball step.
+//   SGD:  step launch, then one pass (momentum: reads p, g, buf; writes p, buf: 20 B/elem fp32).
+//   LARS: norm pass (reads p, g: 8 B/elem) -> per-tensor trust ratio (cleanup, also advances
+//         the steps) -> the momentum update (20 B/elem). Without adaptation: step launch + update.
+#include "multi_tensor.cuh"
+
+namespace fusedopt {
+namespace FUSEDOPT_CUDA_NS {
+
+template <class C_, int kStates_>
+struct SgdOp {
+  using C = C_;
+  static constexpr int kStates = kStates_;  // [momentum_buffer]
+  static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
+  static constexpr unsigned kReadStates = (1u << kStates_) - 1u, kWriteStates = kReadStates;
+  SGDHyper h;
+  StepInputs in;
+  struct Coeffs {
+    math::MomentumCoeffs<C> c;
+    C inv, wd;
+  };
+  __device__ __forceinline__ Coeffs coeffs(const float* step, int) const {
+    return {math::momentum_coeffs<C>(in.lr.get(), h.momentum, h.dampening, *step),
+            C(in.inv_grad_scale()), C(h.weight_decay)};
+  }
+  __device__ __forceinline__ void element(C& p, C g, C (&s)[kStates > 0 ? kStates : 1],
+                                          const Coeffs& k, double&, double&) const {
+    math::sgd_element<C>(p, g * k.inv, s[0], k.wd, kStates == 1, h.nesterov, h.maximize, k.c);
+  }
+};
+
+// LARS pass 1: ||p||^2 and ||g / scale||^2 partials (read-only).
+template <class C_>
+struct LarsNormOp {
+  using C = C_;
+  static constexpr int kStates = 0;
+  static constexpr bool kHasGrad = true, kWriteParam = false, kReduce = true;
+  static constexpr unsigned kReadStates = 0u, kWriteStates = 0u;
+  StepInputs in;
+  struct Coeffs {
+    C inv;
+  };
+  __device__ __forceinline__ Coeffs coeffs(const float*, int) const {
+    return {C(in.inv_grad_scale())};
+  }
+  __device__ __forceinline__ void element(C& p, C g, C (&)[1], const Coeffs& k, double& a,
+                                          double& b) const {
+    const C gu = g * k.inv;
+    a += double(p) * double(p);
+    b += double(gu) * double(gu);
+  }
+};
+
+// Cleanup: trust ratio per tensor, then the tensor's step advances.
+struct LarsFin {
+  LarsHyper h;
+  StepInputs in;
+  float* ratio;
+  double* tsum;
+  __device__ __forceinline__ void tensor(int t, float* step, double a, double b) const {
+    ratio[t] = math::lars_trust_ratio(h, true, h.weight_decay, in.lr.get(),
+                                      static_cast<float>(sqrt(a)), static_cast<float>(sqrt(b)));
+    *step += 1.0f;
+  }
+};
+
+template <class C_, int kStates_>
+struct LarsApplyOp {
+  using C = C_;
+  static constexpr int kStates = kStates_;
+  static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
+  static constexpr unsigned kReadStates = (1u << kStates_) - 1u, kWriteStates = kReadStates;
+  LarsHyper h;
+  StepInputs in;
+  const float* ratio;  // per tensor; nullptr: 1 (no adaptation)
+  struct Coeffs {
+    math::MomentumCoeffs<C> c;
+    C inv, wd, ratio;
+  };
+  __device__ __forceinline__ Coeffs coeffs(const float* step, int t) const {
+    return {math::momentum_coeffs<C>(in.lr.get(), h.momentum, h.dampening, *step),
+            C(in.inv_grad_scale()), C(static_cast<float>(h.weight_decay)),  // as the CPU backend
+            C(ratio ? ratio[t] : 1.0f)};
+  }
+  __device__ __forceinline__ void element(C& p, C g, C (&s)[kStates > 0 ? kStates : 1],
+                                          const Coeffs& k, double&, double&) const {
+    math::lars_element<C>(p, g * k.inv, s[0], k.wd, k.ratio, kStates == 1, h.nesterov, k.c);
+  }
+};
+
+void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      dispatch_bool(h.momentum != 0.0f, [&](auto mom) {
+        constexpr int kS = decltype(mom)::value ? 1 : 0;
+        using Op = SgdOp<C, kS>;
+        run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS), Op{h, in}, nullptr, {},
+                                         stream);
+      });
+    });
+  });
+}
+
+void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
+  Scratch scratch(adapt ? bases.back() : 0, L.count, stream);
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      if (adapt) {
+        using NormOp = LarsNormOp<C>;
+        run_multi_tensor<NormOp, P, kM, kPB>(optimizer_lists(L, true, kM, 0), NormOp{in},
+                                             scratch.partials, bases, stream);
+        run_cleanup<LarsFin, kPB>(LarsFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
+                                  L.step, bases, scratch.partials, nullptr, stream);
+      } else {
+        run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
+      }
+      dispatch_bool(h.momentum != 0.0f, [&](auto mom) {
+        constexpr int kS = decltype(mom)::value ? 1 : 0;
+        using Op = LarsApplyOp<C, kS>;
+        run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS),
+                                         Op{h, in, adapt ? scratch.per_tensor : nullptr}, nullptr,
+                                         {}, stream);
+      });
+    });
+  });
+}
+
+}  // namespace FUSEDOPT_CUDA_NS
+}  // namespace fusedopt
