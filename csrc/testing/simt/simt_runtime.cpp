@@ -14,6 +14,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -308,6 +309,63 @@ std::string launch_prefix(ErrorKind kind) {
   const detail::LaunchSpec* s = g_launch.spec;
   return std::string("fusedopt::simt: ") + error_kind_name(kind) + " in kernel `" +
          (s ? s->kernel : "?") + "` (launched at " + (s ? site(s->file, s->line) : "?") + ")";
+}
+
+// ---- stack overflow reports ---------------------------------------------------
+// A fault in a guard page below a fiber stack means the kernel overflowed its
+// fiber stack: say so (with kernel, block, thread) before the default crash.
+// Not installed under ASan, which has its own handler and knows the fiber
+// stacks from the switch annotations.
+struct sigaction g_old_segv;
+
+void segv_handler(int sig, siginfo_t* si, void* uc) {
+  uintptr_t a = (uintptr_t)si->si_addr;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (g_stack_stride && a - g_stack_region_lo < g_stack_region_span &&
+      (a - g_stack_region_lo) % g_stack_stride < page) {
+    char buf[1024];
+    const detail::LaunchSpec* s = g_launch.spec;
+    int n = std::snprintf(buf, sizeof buf,
+                          "fusedopt::simt: fiber stack overflow in kernel `%s` (launched at %s:%d), block %llu, "
+                          "thread %u: the %zu KiB stack of an emulated thread is exhausted (deep recursion or "
+                          "large local arrays; raise FUSEDOPT_SIMT_STACK_KB)\n",
+                          s ? s->kernel : "?", s ? s->file : "?", s ? s->line : 0,
+                          (unsigned long long)g_block.linear, g_cur ? g_cur->linear : 0u,
+                          (g_stack_stride - page) / 1024);
+    if (n > 0) (void)!write(2, buf, (size_t)std::min(n, (int)sizeof buf - 1));
+  }
+  // Re-run the faulting access under the previous disposition.
+  sigaction(SIGSEGV, &g_old_segv, nullptr);
+  (void)sig;
+  (void)uc;
+}
+
+void install_segv_handler() {
+#if !defined(FUSEDOPT_SIMT_ASAN)
+  // The handler runs on an alternate stack (the fiber's is exhausted); keep
+  // one that is already installed (e.g. by Python's faulthandler).
+  static thread_local bool alt_ready = false;
+  if (!alt_ready) {
+    alt_ready = true;
+    stack_t old;
+    if (sigaltstack(nullptr, &old) == 0 && (old.ss_flags & SS_DISABLE)) {
+      static thread_local char* mem = nullptr;
+      const size_t size = 64 * 1024;
+      mem = static_cast<char*>(std::malloc(size));
+      stack_t ss{};
+      ss.ss_sp = mem;
+      ss.ss_size = size;
+      if (mem) sigaltstack(&ss, nullptr);
+    }
+  }
+  struct sigaction cur;
+  if (sigaction(SIGSEGV, nullptr, &cur) == 0 && cur.sa_sigaction == segv_handler) return;
+  struct sigaction sa{};
+  sa.sa_sigaction = segv_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &g_old_segv);
+#endif
 }
 
 // ---- fibers --------------------------------------------------------------------
@@ -1064,7 +1122,7 @@ void run_block(uint64_t linear, std::vector<uint32_t>& order, uint64_t& rng) {
       os << "at " << barrier_name(g.op) << " (" << site(g.file, g.line) << ")";
     else
       os << "in " << warp_op_name(g.op) << " (" << site(g.file, g.line) << ") waiting for lane(s) "
-         << lanes_str(g.missing) << " of warp " << g.first / 32;
+         << lanes_str(g.missing) << " of their warp";
     os << ", e.g. thread " << thread_str(g.first);
   }
   scheduler_fail(ErrorKind::kDeadlock, os.str());
@@ -1127,6 +1185,7 @@ void run_launch(const LaunchSpec& spec, Thunk body, void* ctx, size_t ctx_size) 
   g_launch.ctx = ctx;
   g_launch.ctx_size = ctx_size;
   ensure_stacks(1024);
+  install_segv_handler();
   g_ctx.grid_dim = dim3((unsigned)spec.grid[0], (unsigned)spec.grid[1], (unsigned)spec.grid[2]);
   g_ctx.block_dim = dim3((unsigned)spec.block[0], (unsigned)spec.block[1], (unsigned)spec.block[2]);
   g_block = BlockState();

@@ -120,6 +120,16 @@ SIMT_TEST(warp_lockstep_reliance_gives_wrong_result) {
   SIMT_CHECK(wrong > 0);
 }
 
+// Run by ctest with FUSEDOPT_SIMT_SCHEDULE=random:99 (test simt_env_schedule):
+// the first emulator call picks the schedule up from the environment.
+SIMT_TEST(env_schedule_is_honoured) {
+  const char* e = std::getenv("FUSEDOPT_SIMT_SCHEDULE");
+  if (!e) return;  // only meaningful under the ctest entry that sets it
+  SIMT_CHECK(std::string(e) == "random:99");
+  SIMT_CHECK(fusedopt::simt::schedule() == fusedopt::simt::Schedule::kRandom);
+  SIMT_CHECK(fusedopt::simt::schedule_seed() == 99);
+}
+
 SIMT_TEST(schedule_spec_parsing) {
   using fusedopt::simt::Schedule;
   SIMT_CHECK(fusedopt::simt::set_schedule_from_string("random:42"));

@@ -131,6 +131,25 @@ __global__ void misaligned_float4_kernel(const float* x, float* y, int n4) {
   }
 }
 
+// BUG: unbounded-looking recursion with big frames overflows the stack.
+__device__ int deep_recursion(int depth, int* sink) {
+  volatile int pad[256];  // 1 KiB per frame
+  pad[depth & 255] = depth;
+  if (depth <= 0) return pad[0];
+  int r = deep_recursion(depth - 1, sink) + pad[depth & 255];
+  sink[depth & 7] = r;  // not a tail call
+  return r;
+}
+__global__ void stack_overflow_kernel(int depth, int* out) { out[threadIdx.x] = deep_recursion(depth, out); }
+
+// BUG: dynamic shared memory is sized for blockDim.x floats, read one past.
+__global__ void dynsmem_overflow_kernel(float* y) {
+  FUSEDOPT_DYNAMIC_SHARED(float, s);
+  s[threadIdx.x] = static_cast<float>(threadIdx.x);
+  __syncthreads();
+  y[threadIdx.x] = s[threadIdx.x + 1];
+}
+
 __global__ void trap_kernel(float* y) {
   if (threadIdx.x == 5) __trap();
   y[threadIdx.x] = 1.f;
@@ -163,6 +182,8 @@ void bug_oob_tail_write(int blocks, int threads, const float* x, float* y) {
 void bug_misaligned_float4(const float* x, float* y, int n4) {
   FUSEDOPT_LAUNCH(1, 64, 0, 0, misaligned_float4_kernel)(x, y, n4);
 }
+void bug_stack_overflow(int depth, int* out) { FUSEDOPT_LAUNCH(1, 32, 0, 0, stack_overflow_kernel)(depth, out); }
+void bug_dynamic_smem_overflow(float* y) { FUSEDOPT_LAUNCH(1, 64, 64 * sizeof(float), 0, dynsmem_overflow_kernel)(y); }
 void bug_trap(float* y) { FUSEDOPT_LAUNCH(1, 32, 0, 0, trap_kernel)(y); }
 void bug_invalid_launch(int blocks, int threads, int smem, float* y) {
   FUSEDOPT_LAUNCH(blocks, threads, smem, 0, trivial_kernel)(y);

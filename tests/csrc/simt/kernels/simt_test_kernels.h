@@ -60,6 +60,8 @@ void bug_shuffle_partial_warp(float* y);  // 48-thread block, full mask
 void bug_deadlock_shfl_vs_barrier(float* y);
 void bug_oob_tail_write(int blocks, int threads, const float* x, float* y);  // no n check
 void bug_misaligned_float4(const float* x, float* y, int n4);  // reads x+1 as float4
+void bug_stack_overflow(int depth, int* out);   // 32 threads, ~1 KiB per recursion level
+void bug_dynamic_smem_overflow(float* y);        // 64 threads, reads s[64] of 64 floats
 void bug_trap(float* y);
 void bug_invalid_launch(int blocks, int threads, int smem, float* y);
 
