@@ -3,6 +3,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include <immintrin.h>
+
 #include "kernel_table.h"
 // Everything below is compiled for this level only; headers above keep their default target.
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
@@ -10,7 +12,9 @@
 namespace fusedopt {
 namespace cpu {
 namespace avx512 {
+#define FUSEDOPT_CPU_AVX512 1  // kernels_impl.h may use AVX-512 intrinsics
 #include "kernels_impl.h"
+#undef FUSEDOPT_CPU_AVX512
 }  // namespace avx512
 
 const KernelTable kAvx512Kernels = avx512::kernel_table("avx512");

@@ -109,32 +109,64 @@ FUSEDOPT_INLINE void for_each_tile(const ParamLists& L, const ChunkRef& ck, Body
   }
 }
 
-// Fixed-lane double accumulators: acc[j] receives elements j, j + kLanes, ... of a chunk.
-struct LaneSums {
-  double a[kLanes] = {};
-  double b[kLanes] = {};
-  double total_a() const {
-    double s = 0.0;
-    for (int j = 0; j < kLanes; ++j) s += a[j];
-    return s;
+// Fixed-lane double accumulators: lane j receives the squares of elements j, j + kLanes, ... of a
+// chunk, in order, and the lanes are summed 0..kLanes-1 at the end. The 16 lanes live in two
+// 8-wide GCC vectors, which each level maps to zmm, ymm pairs or xmm quads: every lane sees the
+// same IEEE operations in the same order on every level and with any thread count.
+static_assert(kLanes == 16, "LaneAcc holds 16 lanes");
+typedef double LaneD8 __attribute__((vector_size(64)));
+typedef float LaneF8 __attribute__((vector_size(32)));
+
+struct LaneAcc {
+  LaneD8 lo = {0, 0, 0, 0, 0, 0, 0, 0};
+  LaneD8 hi = {0, 0, 0, 0, 0, 0, 0, 0};
+
+  // Lanes 0..15 += (x[j] * mult)^2, the product x * mult rounded in x's type (as the scalar
+  // code would), the square and the sum in double.
+  FUSEDOPT_INLINE void add16(const float* x, float mult) {
+    LaneF8 a, b;
+    __builtin_memcpy(&a, x, sizeof a);
+    __builtin_memcpy(&b, x + 8, sizeof b);
+    a = a * mult;
+    b = b * mult;
+#if defined(FUSEDOPT_CPU_AVX512)  // GCC lowers the generic conversion through xmm halves
+    const LaneD8 da = _mm512_maskz_cvtps_pd(0xff, __m256(a)),
+                 db = _mm512_maskz_cvtps_pd(0xff, __m256(b));
+#else
+    const LaneD8 da = __builtin_convertvector(a, LaneD8), db = __builtin_convertvector(b, LaneD8);
+#endif
+    lo += da * da;
+    hi += db * db;
   }
-  double total_b() const {
+  FUSEDOPT_INLINE void add16(const double* x, double mult) {
+    LaneD8 a, b;
+    __builtin_memcpy(&a, x, sizeof a);
+    __builtin_memcpy(&b, x + 8, sizeof b);
+    a = a * mult;
+    b = b * mult;
+    lo += a * a;
+    hi += b * b;
+  }
+  template <class C>
+  FUSEDOPT_INLINE void add_one(int j, C x, C mult) {
+    const double d = double(x * mult);
+    if (j < 8) lo[j] += d * d;
+    else hi[j - 8] += d * d;
+  }
+  // Elements x[0..n) (x must start at a multiple of kLanes within its chunk).
+  template <class C>
+  FUSEDOPT_INLINE void add(const C* x, int64_t n, C mult) {
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) add16(x + i, mult);
+    for (int j = 0; i + j < n; ++j) add_one(j, x[i + j], mult);
+  }
+  double total() const {
     double s = 0.0;
-    for (int j = 0; j < kLanes; ++j) s += b[j];
+    for (int j = 0; j < 8; ++j) s += lo[j];
+    for (int j = 0; j < 8; ++j) s += hi[j];
     return s;
   }
 };
-
-// Applies f(i, lane) to i in [0, n) so that lane = i % kLanes, in a shape the vectorizer likes.
-template <class F>
-FUSEDOPT_INLINE void for_lanes(int64_t n, F&& f) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-#pragma GCC unroll 16
-    for (int j = 0; j < kLanes; ++j) f(i + j, j);
-  }
-  for (int j = 0; i + j < n; ++j) f(i + j, j);
-}
 
 // ---- optimizers ----------------------------------------------------------------------------
 template <class P>
@@ -199,16 +231,26 @@ SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, float
                                   float global_grad_norm, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::lamb_coeffs<C>(h, *L.step[ck.tensor], inv_scale, global_grad_norm);
-  LaneSums sums;
+  LaneAcc sp, su;
   for_each_tile<P, false>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m,
                                      C* __restrict v, C*, int64_t n) {
-    for_lanes(n, [&](int64_t i, int j) {
-      const C u = math::lamb_moments<C>(p[i], g[i], m[i], v[i], c);
-      sums.a[j] += double(p[i]) * double(p[i]);
-      sums.b[j] += double(u) * double(u);
-    });
+    // Per L1-sized piece: the update loop (vectorized like Adam's) writes u to a buffer, then
+    // the lane sums read p and u back from L1. Pieces start at multiples of kTile within the
+    // chunk, so each element still lands in lane (offset % kLanes), in order.
+    alignas(64) C ubuf[kTile];
+    for (int64_t b = 0; b < n; b += kTile) {
+      const int64_t k = n - b < kTile ? n - b : kTile;
+      C* __restrict pb = p + b;
+      const C* __restrict gb = g + b;
+      C* __restrict mb = m + b;
+      C* __restrict vb = v + b;
+      for (int64_t i = 0; i < k; ++i)
+        ubuf[i] = math::lamb_moments<C>(pb[i], gb[i], mb[i], vb[i], c);
+      sp.add(pb, k, C(1));
+      su.add(static_cast<const C*>(ubuf), k, C(1));
+    }
   });
-  return {sums.total_a(), sums.total_b()};
+  return {sp.total(), su.total()};
 }
 
 template <class P>
@@ -227,16 +269,13 @@ template <class P>
 SquaresPartial lars_norms_chunk(const ParamLists& L, float inv_scale, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const C inv = C(inv_scale);
-  LaneSums sums;
+  LaneAcc sp, sg;
   for_each_tile<P, false>(L, ck, [&](C* __restrict p, const C* __restrict g, C*, C*, C*,
                                      int64_t n) {
-    for_lanes(n, [&](int64_t i, int j) {
-      const C gu = g[i] * inv;
-      sums.a[j] += double(p[i]) * double(p[i]);
-      sums.b[j] += double(gu) * double(gu);
-    });
+    sp.add(static_cast<const C*>(p), n, C(1));
+    sg.add(g, n, inv);
   });
-  return {sums.total_a(), sums.total_b()};
+  return {sp.total(), sg.total()};
 }
 
 template <class P>
@@ -265,12 +304,18 @@ template <class S>
 double sum_squares_typed(const S* x, float mult, int64_t begin, int64_t end) {
   using C = ComputeT<S>;
   const C k = C(mult);
-  LaneSums sums;
-  for_lanes(end - begin, [&](int64_t i, int j) {
-    const C v = StorageTraits<S>::load(x[begin + i]) * k;
-    sums.a[j] += double(v) * double(v);
-  });
-  return sums.total_a();
+  LaneAcc acc;
+  if constexpr (std::is_same_v<S, C>) {
+    acc.add(x + begin, end - begin, k);
+  } else {
+    alignas(64) C buf[kTile];
+    for (int64_t b = begin; b < end; b += kTile) {
+      const int64_t n = end - b < kTile ? end - b : kTile;
+      for (int64_t i = 0; i < n; ++i) buf[i] = StorageTraits<S>::load(x[b + i]);
+      acc.add(static_cast<const C*>(buf), n, k);
+    }
+  }
+  return acc.total();
 }
 
 // ---- the table ------------------------------------------------------------------------------
