@@ -9,6 +9,12 @@ import fusedopt
 from support import Backend, BACKENDS  # noqa: F401
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "big: the few tests with tensors past the CPU chunk size (32768 elements); "
+        "they always run, `-m 'not big'` leaves them out of a quick local run")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """The backend every optimizer test runs on. Tensors are created on ``backend.device``."""

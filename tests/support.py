@@ -7,15 +7,11 @@
 """
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-import pytest
 import torch
 
-import fusedopt
 from fusedopt import FusedAdam, FusedAdamW, FusedLAMB, FusedLARS, FusedLion, FusedSGD
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)

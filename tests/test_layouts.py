@@ -105,6 +105,7 @@ def test_param_views_stay_views(backend):
 BOUNDARY_SIZES = [1, 15, 16, 17, 31, 33, 1023, 1025, 32767, 32768, 32769, 65537]
 
 
+@pytest.mark.big
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", [F32, BF16], ids=["fp32", "bf16"])
 def test_chunk_and_vector_boundaries_with_misaligned_pointers(backend, name, dtype):
@@ -135,6 +136,7 @@ def test_long_tensor_list(backend, name):
     run_vs_reference(name, params, steps=3, plan=dense_plan, **TEST_KW[name])
 
 
+@pytest.mark.big
 @pytest.mark.parametrize("name", NAMES)
 def test_result_does_not_depend_on_list_neighbours(backend, name):
     """Each tensor updated in one big list equals it updated alone, bitwise (chunking and

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from support import (FUSED, NAMES, STANDARD_SHAPES, TEST_KW, assert_snapshots_equal,
-                     clone_like, make_grads, make_params, run_steps, snapshot, standard_plan)
+                     clone_like, make_params, run_steps, snapshot, standard_plan)
 
 F32, BF16, F16 = torch.float32, torch.bfloat16, torch.float16
 
