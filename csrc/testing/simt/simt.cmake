@@ -8,8 +8,9 @@
 # RACECHECK the kernels are instrumented (-fsanitize=thread hooks, served by
 # the emulator itself: no TSan runtime) for the race checker and the traffic
 # counter. See docs/emulator.md.
-include_guard(GLOBAL)
 
+# Variables first: they are directory-scoped, so every includer needs them
+# (include_guard below skips the rest on later includes).
 set(FUSEDOPT_SIMT_DIR "${CMAKE_CURRENT_LIST_DIR}")
 set(FUSEDOPT_SIMT_CUDA_INCLUDE_DIR "/usr/local/cuda/include" CACHE PATH
     "CUDA headers used by the SIMT emulator for types only (no libcudart needed)")
@@ -18,10 +19,13 @@ set(FUSEDOPT_SIMT_CUDA_INCLUDE_DIR "/usr/local/cuda/include" CACHE PATH
 set(FUSEDOPT_SIMT_COMPILE_DEFINITIONS FUSEDOPT_SIMT)
 # -fno-extern-tls-init: __shared__ is thread_local; without it g++ routes every
 # `extern __shared__` access through a TLS init wrapper (slow, and unresolvable
-# for kernels in anonymous namespaces).
-set(FUSEDOPT_SIMT_COMPILE_OPTIONS -ffp-contract=off -fno-fast-math -fno-extern-tls-init)
+# for kernels in anonymous namespaces). -Wno-unknown-pragmas: `#pragma unroll`.
+# (fusedopt_simt_add_library keeps its own copy of these lists.)
+set(FUSEDOPT_SIMT_COMPILE_OPTIONS -ffp-contract=off -fno-fast-math -fno-extern-tls-init -Wno-unknown-pragmas)
 set(FUSEDOPT_SIMT_RACECHECK_OPTIONS -fsanitize=thread -g)
 set(FUSEDOPT_SIMT_INCLUDE_DIRS "${FUSEDOPT_SIMT_DIR}" "${FUSEDOPT_SIMT_CUDA_INCLUDE_DIR}")
+
+include_guard(GLOBAL)
 
 if(NOT TARGET fusedopt_simt_runtime)
   # Never instrumented: it implements the __tsan_* hooks.
@@ -37,6 +41,9 @@ endif()
 
 function(fusedopt_simt_add_library target)
   cmake_parse_arguments(ARG "RACECHECK" "" "SOURCES" ${ARGN})
+  # Resolved here, not from the caller's scope (which may never have set them).
+  set(_simt_dir "${CMAKE_CURRENT_FUNCTION_LIST_DIR}")
+  set(_simt_opts -ffp-contract=off -fno-fast-math -fno-extern-tls-init -Wno-unknown-pragmas)
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "fusedopt_simt_add_library(${target}): no SOURCES")
   endif()
@@ -47,10 +54,10 @@ function(fusedopt_simt_add_library target)
       set_source_files_properties(${src} PROPERTIES LANGUAGE CXX COMPILE_OPTIONS "-xc++")
     endif()
   endforeach()
-  target_compile_options(${target} PRIVATE ${FUSEDOPT_SIMT_COMPILE_OPTIONS})
+  target_compile_options(${target} PRIVATE ${_simt_opts})
   if(ARG_RACECHECK)
     # Compile-time instrumentation only; the hooks live in the runtime.
-    target_compile_options(${target} PRIVATE ${FUSEDOPT_SIMT_RACECHECK_OPTIONS})
+    target_compile_options(${target} PRIVATE -fsanitize=thread -g)
   endif()
   set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
   target_link_libraries(${target} PUBLIC fusedopt_simt_runtime)
@@ -58,7 +65,7 @@ function(fusedopt_simt_add_library target)
   # at link time of whatever links this library.
   set(rsp "${CMAKE_CURRENT_BINARY_DIR}/${target}.simt_dynsmem.rsp")
   add_custom_command(TARGET ${target} POST_BUILD
-    COMMAND sh "${FUSEDOPT_SIMT_DIR}/simt_dynsmem_syms.sh" "${rsp}" "$<TARGET_FILE:${target}>"
+    COMMAND sh "${_simt_dir}/simt_dynsmem_syms.sh" "${rsp}" "$<TARGET_FILE:${target}>"
     VERBATIM)
   target_link_options(${target} INTERFACE "LINKER:@${rsp}")
 endfunction()

@@ -26,13 +26,14 @@ RUNTIME_SOURCES = [os.path.join(SIMT_DIR, "simt_runtime.cpp")]
 LIBRARIES = ["dl"]
 
 # -ffp-contract=off / no fast-math: bit-exact agreement with the CPU backend.
-# -fno-extern-tls-init: __shared__ is thread_local (see fusedopt_simt.h).
+# -fno-extern-tls-init: __shared__ is thread_local (see fusedopt_simt.h and simt.cmake).
 COMMON_FLAGS = [
     "-std=c++17",
     "-DFUSEDOPT_SIMT=1",
     "-ffp-contract=off",
     "-fno-fast-math",
     "-fno-extern-tls-init",
+    "-Wno-unknown-pragmas",  # `#pragma unroll`
     "-fPIC",
 ]
 # Race checker + traffic counter: instrument the kernel sources only.

@@ -165,7 +165,6 @@ struct LaunchState {
   bool failed = false;
   ErrorKind kind = ErrorKind::kUsage;
   std::string message;
-  uint16_t id = 0;
   // Instrumented-build data.
   TrafficStats traffic;
   bool tls_ready = false;
@@ -191,6 +190,22 @@ std::vector<Fiber> g_fibers;
 Warp g_warps[32];
 BlockState g_block;
 LaunchState g_launch;
+
+// Race checker "segments": one id per (block, barrier epoch) of a launch,
+// increasing through the whole process. A shadow record stores its segment,
+// which tells at once whether it is from an earlier launch (stale), another
+// block (concurrent; stale for shared memory), an earlier epoch of this block
+// (ordered) or the current epoch (ordered only through warp clocks).
+uint32_t g_seg = 0;
+uint32_t g_launch_first_seg = 1;
+uint32_t g_block_first_seg = 1;
+std::vector<uint64_t> g_seg_blocks;  // block of every segment of this launch
+
+void new_segment(bool block_start) {
+  ++g_seg;
+  if (block_start) g_block_first_seg = g_seg;
+  g_seg_blocks.push_back(g_block.linear);
+}
 
 char* g_stack_region = nullptr;  // all fiber stacks, each with a guard page
 uintptr_t g_stack_region_lo = 0, g_stack_region_span = 0;
@@ -592,7 +607,10 @@ void complete_barrier(Fiber* self) {
   }
   g_block.arrived = 0;
   g_block.epoch++;
-  if (g_launch.tls_ready) reset_clocks();  // only matters for instrumented kernels
+  if (g_launch.tls_ready) {  // only matters for instrumented kernels
+    new_segment(false);
+    reset_clocks();
+  }
 }
 
 int barrier(int op, int pred, const char* file, int line) {
@@ -795,46 +813,62 @@ void* dynamic_shared_memory() { return fusedopt_simt_dynsmem_tls; }
 // ==== race checker and traffic counter ========================================
 namespace {
 
-// One shadow cell per 4-byte word: the last write and up to 3 reads that are
-// not ordered before one another. Records are stamped with the launch id, so
-// nothing needs clearing between launches.
+// One shadow cell (one cache line) per 4-byte word: the last write and up to
+// 3 reads that are not ordered before one another. Records carry their
+// segment, so nothing needs clearing between blocks or launches.
 struct Rec {
-  uint32_t block;  // low 32 bits of the linear block id
-  uint32_t epoch;  // block barrier epoch of the access
+  uint32_t seg;    // see g_seg
   uint32_t clock;  // own warp clock of the accessing thread
+  uint32_t pc;     // code address relative to g_pc_base (0: unknown)
   uint16_t tid;
-  uint16_t launch;
   uint8_t mask;  // bytes of the word
   uint8_t flags;
-  uintptr_t pc;
 };
+static_assert(sizeof(Rec) == 16, "compact shadow records");
 enum : uint8_t { kWrite = 1, kAtomic = 2 };
-struct Cell {
+struct alignas(64) Cell {
   Rec w;
   Rec r[3];
 };
-constexpr size_t kPageWords = 1024;  // 4 KiB of application memory per page
+constexpr size_t kPageWords = 1024;  // 4 KiB of application memory per shadow page
 std::unordered_map<uintptr_t, Cell*> g_shadow;
-uintptr_t g_shadow_last_key = ~(uintptr_t)0;
-Cell* g_shadow_last = nullptr;
+// Direct-mapped cache in front of the map: kernels stream through a few
+// arrays at once (param, grad, moments, ...).
+struct PageCacheEntry {
+  uintptr_t key;
+  Cell* page;
+};
+PageCacheEntry g_page_cache[64];
+uintptr_t g_pc_base = 0;
 
 Cell* shadow_cell(uintptr_t word_addr) {
   uintptr_t key = word_addr >> 12;
-  if (key != g_shadow_last_key) {
+  PageCacheEntry& e = g_page_cache[key & 63];
+  if (e.key != key || !e.page) {
     Cell*& page = g_shadow[key];
-    if (!page) page = static_cast<Cell*>(std::calloc(kPageWords, sizeof(Cell)));
-    g_shadow_last_key = key;
-    g_shadow_last = page;
+    if (!page) {
+      page = static_cast<Cell*>(std::aligned_alloc(64, kPageWords * sizeof(Cell)));
+      if (!page) throw std::bad_alloc();
+      std::memset(static_cast<void*>(page), 0, kPageWords * sizeof(Cell));
+    }
+    e.key = key;
+    e.page = page;
   }
-  return &g_shadow_last[(word_addr >> 2) & (kPageWords - 1)];
+  return &e.page[(word_addr >> 2) & (kPageWords - 1)];
 }
 
 void shadow_reset() {
   for (auto& kv : g_shadow) std::free(kv.second);
   g_shadow.clear();
-  g_shadow_last_key = ~(uintptr_t)0;
-  g_shadow_last = nullptr;
+  for (auto& e : g_page_cache) e = PageCacheEntry{0, nullptr};
 }
+
+inline uint32_t encode_pc(uintptr_t pc) {
+  if (!g_pc_base) g_pc_base = pc > (1ull << 31) ? pc - (1ull << 31) : 1;
+  uintptr_t d = pc - g_pc_base;
+  return d < (1ull << 32) ? (uint32_t)d : 0u;
+}
+inline uintptr_t decode_pc(uint32_t v) { return v ? g_pc_base + v : 0; }
 
 struct TlsIndex {
   unsigned long ti_module;
@@ -862,6 +896,7 @@ void compute_tls_ranges() {
       },
       nullptr);
   g_launch.tls_ready = true;
+  new_segment(true);  // first instrumented access of the launch: mid-block
   reset_clocks();
 }
 
@@ -874,28 +909,29 @@ inline bool is_shared(uintptr_t p) {
 inline bool rec_valid(const Rec& r, bool shared) {
   // Shared memory is re-used by the next block at the same address, so
   // records of other blocks are stale there.
-  return r.mask && r.launch == g_launch.id && (!shared || r.block == (uint32_t)g_block.linear);
+  return r.mask && r.seg >= (shared ? g_block_first_seg : g_launch_first_seg);
 }
 
 inline bool ordered_before(const Rec& r, const Fiber* f) {
-  if (r.block != (uint32_t)g_block.linear) return false;  // other blocks: never ordered
+  if (r.seg < g_block_first_seg) return false;  // other blocks: never ordered
   if (r.tid == f->linear) return true;
-  if (r.epoch != g_block.epoch) return true;  // a block barrier separates them
+  if (r.seg != g_seg) return true;  // a block barrier separates them
   if ((r.tid >> 5) != (f->linear >> 5)) return false;
   return r.clock <= f->vc[r.tid & 31];  // warp-level sync (shuffle / __syncwarp)
 }
 
 void report_race(uintptr_t addr, unsigned size, bool shared, const Rec& prev, bool write, bool atomic, uintptr_t pc) {
   g_launch.race_count++;
+  uintptr_t prev_pc = decode_pc(prev.pc);
   for (const auto& r : g_launch.races)
-    if (r.pc_a == pc && r.pc_b == prev.pc) return;  // same pair of source locations
+    if (r.pc_a == pc && r.pc_b == prev_pc) return;  // same pair of source locations
   if (g_launch.races.size() >= 8) return;
   RaceRecord rr;
   rr.addr = addr;
   rr.size = size;
   rr.shared = shared;
   rr.block_a = g_block.linear;
-  rr.block_b = prev.block;
+  rr.block_b = g_seg_blocks[prev.seg - g_launch_first_seg];
   rr.tid_a = g_cur->linear;
   rr.tid_b = prev.tid;
   rr.write_a = write;
@@ -903,13 +939,15 @@ void report_race(uintptr_t addr, unsigned size, bool shared, const Rec& prev, bo
   rr.atomic_a = atomic;
   rr.atomic_b = prev.flags & kAtomic;
   rr.pc_a = pc;
-  rr.pc_b = prev.pc;
+  rr.pc_b = prev_pc;
   g_launch.races.push_back(rr);
 }
 
 void race_access(uintptr_t p, unsigned size, bool write, bool atomic, bool shared, uintptr_t pc) {
   const Fiber* f = g_cur;
-  uintptr_t end = p + size;
+  const uintptr_t end = p + size;
+  const Rec cur{g_seg, f->vc[f->linear & 31], encode_pc(pc), (uint16_t)f->linear, 0,
+                (uint8_t)((write ? kWrite : 0) | (atomic ? kAtomic : 0))};
   for (uintptr_t w = p & ~(uintptr_t)3; w < end; w += 4) {
     uint8_t mask = 0;
     for (unsigned b = 0; b < 4; ++b)
@@ -920,14 +958,14 @@ void race_access(uintptr_t p, unsigned size, bool write, bool atomic, bool share
              !ordered_before(r, f);
     };
     if (conflicts(c->w)) report_race(p, size, shared, c->w, write, atomic, pc);
-    Rec cur{(uint32_t)g_block.linear, g_block.epoch, f->vc[f->linear & 31], (uint16_t)f->linear, g_launch.id,
-            mask, (uint8_t)((write ? kWrite : 0) | (atomic ? kAtomic : 0)), pc};
+    Rec rec = cur;
+    rec.mask = mask;
     if (write) {
       for (Rec& r : c->r) {
-        if (conflicts(r)) report_race(p, size, shared, r, write, atomic, pc);
+        if (r.mask && conflicts(r)) report_race(p, size, shared, r, write, atomic, pc);
         r.mask = 0;  // later accesses conflict with this write if with any read
       }
-      c->w = cur;
+      c->w = rec;
     } else {
       // Keep reads that may still race with a later write; a read ordered
       // before this one (or by the same thread) is subsumed by it.
@@ -935,7 +973,7 @@ void race_access(uintptr_t p, unsigned size, bool write, bool atomic, bool share
       for (Rec& r : c->r)
         if (!rec_valid(r, shared) || r.tid == f->linear || ordered_before(r, f)) { slot = &r; break; }
       if (!slot) slot = &c->r[(f->linear) % 3];
-      *slot = cur;
+      *slot = rec;
     }
   }
 }
@@ -1069,7 +1107,10 @@ void run_block(uint64_t linear, std::vector<uint32_t>& order, uint64_t& rng) {
     f.tid = make_uint3(i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y));
     init_fiber(&f);
   }
-  if (g_launch.tls_ready) reset_clocks();
+  if (g_launch.tls_ready) {
+    new_segment(true);
+    reset_clocks();
+  }
   // Uninitialised dynamic shared memory reads as NaN / all-ones, not zeros.
   if (g_launch.spec->smem) std::memset(fusedopt_simt_dynsmem_tls, 0xff, g_launch.spec->smem);
 
@@ -1174,13 +1215,15 @@ void run_launch(const LaunchSpec& spec, Thunk body, void* ctx, size_t ctx_size) 
     if (g_settings.throw_on_error) throw Error(ErrorKind::kInvalidLaunch, msg);
     return;
   }
-  static uint16_t launch_id = 0;
-  if (++launch_id == 0) {  // ids wrapped: old shadow records could look current
+  // Bound shadow memory (8192 pages = 512 MiB of shadow for 32 MiB of
+  // data); far before segment ids could wrap, start over.
+  if (g_shadow.size() > 8192 || g_seg > 0xf0000000u) {
     shadow_reset();
-    launch_id = 1;
+    g_seg = 0;
   }
-  if (g_shadow.size() > 8192) shadow_reset();  // bound shadow memory (~768 MiB)
-  g_launch.id = launch_id;
+  g_launch_first_seg = g_seg + 1;
+  g_block_first_seg = g_seg + 1;
+  g_seg_blocks.clear();
   g_launch.body = body;
   g_launch.ctx = ctx;
   g_launch.ctx_size = ctx_size;
