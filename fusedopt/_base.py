@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Callable, Hashable, Optional
 
+import re
+
 import torch
 
 from ._ops import ops  # noqa: F401  (loads the extension)
@@ -39,6 +41,18 @@ class Bucket:
     steps: list = field(default_factory=list)
     masters: list = field(default_factory=list)
     states: dict = field(default_factory=dict)  # state name -> list aligned with params
+    origins: list = field(default_factory=list)  # (group index, index in group) per param
+
+
+def name_param_in_error(optimizer, error: RuntimeError, origins: list) -> RuntimeError:
+    """Op errors name list positions ("grads[3]"); users know their params by group and index.
+    Translating after the fact keeps validation off the hot path."""
+    msg = str(error)
+    m = re.search(r"\b[a-z_]+\[(\d+)\]", msg)
+    if m is None or int(m.group(1)) >= len(origins):
+        return error
+    gi, pi = origins[int(m.group(1))]
+    return RuntimeError(f"{type(optimizer).__name__}: param {pi} of param group {gi}: {msg}")
 
 
 @dataclass
@@ -139,6 +153,13 @@ class FusedOptimizer(torch.optim.Optimizer):
                     f"{type(self).__name__}: param {pi} of param group {gi} has a sparse "
                     "gradient; fusedopt needs dense gradients (e.g. nn.Embedding(sparse=False)) "
                     "or use torch.optim.SparseAdam for sparse ones")
+            if g.dtype is not p.dtype or g.shape != p.shape or g.device != p.device:
+                # Checked before any bucket runs, so a bad grad cannot leave a step half-applied.
+                raise RuntimeError(
+                    f"{type(self).__name__}: param {pi} of param group {gi} has a "
+                    f"{g.dtype} gradient of shape {tuple(g.shape)} on {g.device}, but the param "
+                    f"is {p.dtype} of shape {tuple(p.shape)} on {p.device}; each gradient must "
+                    "have its param's dtype, shape and device")
             state = self._ensure_state(group, p, names)
             use_master = "master_param" in state and group.get("master_weights", False)
             key = (p.device, p.dtype, use_master, self._bucket_key(group, p))
@@ -148,6 +169,7 @@ class FusedOptimizer(torch.optim.Optimizer):
                                           states={n: [] for n in names})
             b.params.append(p)
             b.grads.append(g)
+            b.origins.append((gi, pi))
             b.steps.append(state["step"])
             if use_master:
                 b.masters.append(state["master_param"])
@@ -178,7 +200,10 @@ class FusedOptimizer(torch.optim.Optimizer):
         for group, buckets in zip(self.param_groups, buckets_per_group):
             for bucket in buckets.values():
                 scalars = self._scalars(group, bucket.device, grad_scale, found_inf)
-                self._launch(group, bucket, scalars, context)
+                try:
+                    self._launch(group, bucket, scalars, context)
+                except RuntimeError as e:
+                    raise name_param_in_error(self, e, bucket.origins) from e
         return loss
 
     # ---- state_dict --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import torch
 
-from ._base import Bucket, FusedOptimizer, StepScalars
+from ._base import Bucket, FusedOptimizer, StepScalars, name_param_in_error
 from ._ops import ops
 
 
@@ -142,14 +142,19 @@ class FusedLAMB(FusedOptimizer):
         by_kind: dict = {}
         for buckets in buckets_per_group:
             for b in buckets.values():
-                by_kind.setdefault((b.device, b.dtype), []).extend(b.grads)
+                grads, origins = by_kind.setdefault((b.device, b.dtype), ([], []))
+                grads.extend(b.grads)
+                origins.extend(b.origins)
         if not by_kind:
             return None
         norms = []
-        for (device, _), grads in by_kind.items():
+        for (device, _), (grads, origins) in by_kind.items():
             scale = None if grad_scale is None else \
                 torch.as_tensor(grad_scale, dtype=torch.float32).to(device)
-            norms.append(ops.global_l2_norm(grads, scale))
+            try:
+                norms.append(ops.global_l2_norm(grads, scale))
+            except RuntimeError as e:
+                raise name_param_in_error(self, e, origins) from e
         if len(norms) == 1:
             return norms[0]
         device = norms[0].device

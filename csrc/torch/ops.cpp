@@ -245,21 +245,15 @@ TORCH_LIBRARY(fusedopt, m) {
   m.def("global_l2_norm(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
 }
 
-// One device-generic implementation per op; backend_for() picks the kernels.
-#define FUSEDOPT_REGISTER_IMPLS(m)                          \
-  do {                                                      \
-    using namespace fusedopt::torch_glue;                   \
-    m.impl("adam_", &adam);                                 \
-    m.impl("sgd_", &sgd);                                   \
-    m.impl("lion_", &lion);                                 \
-    m.impl("lamb_", &lamb);                                 \
-    m.impl("lars_", &lars);                                 \
-    m.impl("l2_norms", &l2_norms);                          \
-    m.impl("global_l2_norm", &global_l2_norm);              \
-  } while (0)
-
-TORCH_LIBRARY_IMPL(fusedopt, CPU, m) { FUSEDOPT_REGISTER_IMPLS(m); }
-
-#if defined(FUSEDOPT_WITH_CUDA)
-TORCH_LIBRARY_IMPL(fusedopt, CUDA, m) { FUSEDOPT_REGISTER_IMPLS(m); }
-#endif
+// One device-generic implementation per op, registered once for every backend (backend_for()
+// picks the kernels). This key also serves calls with empty lists, which carry no device.
+TORCH_LIBRARY_IMPL(fusedopt, CompositeExplicitAutograd, m) {
+  using namespace fusedopt::torch_glue;
+  m.impl("adam_", &adam);
+  m.impl("sgd_", &sgd);
+  m.impl("lion_", &lion);
+  m.impl("lamb_", &lamb);
+  m.impl("lars_", &lars);
+  m.impl("l2_norms", &l2_norms);
+  m.impl("global_l2_norm", &global_l2_norm);
+}

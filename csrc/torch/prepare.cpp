@@ -45,10 +45,15 @@ DType to_dtype(at::ScalarType t) {
 }
 
 at::Tensor PreparedLists::dense(const at::Tensor& t, const at::Tensor& layout, bool mutated) {
-  // Usable in place when its memory order is the param's and the param is dense.
+  // Usable in place when its memory order is the param's and that order is dense. Otherwise
+  // work on a copy laid out exactly like the (dense) param, so that elements pair up by
+  // logical index: pairing by memory order is the bug torch 2.13's CPU fused AdamW has.
   if (t.is_contiguous() && layout.is_contiguous()) return t;
-  if (t.strides() == layout.strides() && layout.is_non_overlapping_and_dense()) return t;
-  at::Tensor work = t.contiguous();
+  const bool layout_dense = layout.is_non_overlapping_and_dense();
+  if (layout_dense && t.strides() == layout.strides()) return t;
+  at::Tensor work = layout_dense
+                        ? at::empty_strided(layout.sizes(), layout.strides(), t.options()).copy_(t)
+                        : t.contiguous();
   if (mutated) write_back_.emplace_back(t, work);
   keep_alive_.push_back(work);
   return work;
