@@ -12,8 +12,16 @@
 #include "fusedopt_launch.h"
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda_backend.h"
+
+// Full unrolling of the small constant-trip loops (kILP elements, state lists).
+#if defined(__CUDACC__)
+#define FUSEDOPT_UNROLL _Pragma("unroll")
+#else
+#define FUSEDOPT_UNROLL _Pragma("GCC unroll 8")
+#endif
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {

@@ -152,13 +152,13 @@ __global__ void __launch_bounds__(kBlockThreads)
   float* master = nullptr;
   if (kMaster) master = static_cast<float*>(t.ptr[LL::kMasterList][slot]) + begin;
   C* st[kS > 0 ? kS : 1];
-#pragma unroll
+FUSEDOPT_UNROLL
   for (int s = 0; s < kS; ++s) st[s] = static_cast<C*>(t.ptr[LL::kState0 + s][slot]) + begin;
 
   bool aligned = kMaster ? is_aligned(master) : is_aligned(param);
   if (Op::kHasGrad) aligned = aligned && is_aligned(grad);
   if (kMaster && Op::kWriteParam) aligned = aligned && is_aligned(param);
-#pragma unroll
+FUSEDOPT_UNROLL
   for (int s = 0; s < kS; ++s) aligned = aligned && is_aligned(st[s]);
 
   double acc_a = 0.0, acc_b = 0.0;
@@ -168,10 +168,10 @@ __global__ void __launch_bounds__(kBlockThreads)
     C g = C(0);
     if (Op::kHasGrad) g = Storage<P>::load(grad[i]);
     ElemState<C, kS> e;
-#pragma unroll
+FUSEDOPT_UNROLL
     for (int s = 0; s < kS; ++s) e.s[s] = ((Op::kReadStates >> s) & 1) ? st[s][i] : C(0);
     op.element(p, g, e.s, k, acc_a, acc_b);
-#pragma unroll
+FUSEDOPT_UNROLL
     for (int s = 0; s < kS; ++s)
       if ((Op::kWriteStates >> s) & 1) st[s][i] = e.s[s];
     if (Op::kWriteParam) {
@@ -188,35 +188,35 @@ __global__ void __launch_bounds__(kBlockThreads)
       const int64_t i = v * kILP;
       C p[kILP], g[kILP];
       ElemState<C, kS> e[kILP];
-      if (kMaster) Storage<float>::load4(master + i, reinterpret_cast<float(&)[kILP]>(p));
+      if constexpr (kMaster) Storage<float>::load4(master + i, p);  // C == float here
       else Storage<P>::load4(param + i, p);
       if (Op::kHasGrad) Storage<P>::load4(grad + i, g);
       else
-#pragma unroll
+FUSEDOPT_UNROLL
         for (int j = 0; j < kILP; ++j) g[j] = C(0);
-#pragma unroll
+FUSEDOPT_UNROLL
       for (int s = 0; s < kS; ++s) {
         C tmp[kILP];
         if ((Op::kReadStates >> s) & 1) Storage<C>::load4(st[s] + i, tmp);
         else
-#pragma unroll
+FUSEDOPT_UNROLL
           for (int j = 0; j < kILP; ++j) tmp[j] = C(0);
-#pragma unroll
+FUSEDOPT_UNROLL
         for (int j = 0; j < kILP; ++j) e[j].s[s] = tmp[j];
       }
-#pragma unroll
+FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) op.element(p[j], g[j], e[j].s, k, acc_a, acc_b);
-#pragma unroll
+FUSEDOPT_UNROLL
       for (int s = 0; s < kS; ++s) {
         if ((Op::kWriteStates >> s) & 1) {
           C tmp[kILP];
-#pragma unroll
+FUSEDOPT_UNROLL
           for (int j = 0; j < kILP; ++j) tmp[j] = e[j].s[s];
           Storage<C>::store4(st[s] + i, tmp);
         }
       }
       if (Op::kWriteParam) {
-        if (kMaster) Storage<float>::store4(master + i, reinterpret_cast<const float(&)[kILP]>(p));
+        if constexpr (kMaster) Storage<float>::store4(master + i, p);
         Storage<P>::store4(param + i, p);
       }
     }
@@ -227,31 +227,31 @@ __global__ void __launch_bounds__(kBlockThreads)
     for (int64_t base = 0; base < n; base += int64_t(kBlockThreads) * kILP) {
       C p[kILP], g[kILP];
       ElemState<C, kS> e[kILP];
-#pragma unroll
+FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) {
         const int64_t i = base + threadIdx.x + int64_t(j) * kBlockThreads;
         p[j] = C(0);
         g[j] = C(0);
-#pragma unroll
+FUSEDOPT_UNROLL
         for (int s = 0; s < kS; ++s) e[j].s[s] = C(0);
         if (i < n) {
           p[j] = kMaster ? C(master[i]) : Storage<P>::load(param[i]);
           if (Op::kHasGrad) g[j] = Storage<P>::load(grad[i]);
-#pragma unroll
+FUSEDOPT_UNROLL
           for (int s = 0; s < kS; ++s)
             if ((Op::kReadStates >> s) & 1) e[j].s[s] = st[s][i];
         }
       }
-#pragma unroll
+FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) {
         const int64_t i = base + threadIdx.x + int64_t(j) * kBlockThreads;
         if (i < n) op.element(p[j], g[j], e[j].s, k, acc_a, acc_b);
       }
-#pragma unroll
+FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) {
         const int64_t i = base + threadIdx.x + int64_t(j) * kBlockThreads;
         if (i < n) {
-#pragma unroll
+FUSEDOPT_UNROLL
           for (int s = 0; s < kS; ++s)
             if ((Op::kWriteStates >> s) & 1) st[s][i] = e[j].s[s];
           if (Op::kWriteParam) {
