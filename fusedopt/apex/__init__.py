@@ -20,14 +20,31 @@ from ..optimizers import FusedSGD as _FusedSGD
 __all__ = ["FusedAdam", "FusedLAMB", "FusedSGD", "FusedMixedPrecisionLamb", "LARC"]
 
 
-class _SetGradNone:
-    """apex's ``set_grad_none`` flag decides what zero_grad() does by default."""
+class _ApexCompat:
+    """What every apex-named class shares: apex's ``set_grad_none`` decides what zero_grad()
+    does by default, and apex checkpoints (one ``step`` per param group, none per param) resume
+    with the right bias correction."""
 
     def zero_grad(self, set_to_none: bool | None = None) -> None:
         super().zero_grad(set_to_none=self.set_grad_none if set_to_none is None else set_to_none)
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group_step = group.pop("step", None)  # apex's per-group count
+            if group_step is None:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "step" not in state:
+                    state["step"] = torch.full((), float(group_step), dtype=torch.float32,
+                                               device=p.device)
 
-class FusedAdam(_SetGradNone, _FusedAdam):
+
+_REQUIRED = object()  # apex's FusedSGD has no default lr
+
+
+class FusedAdam(_ApexCompat, _FusedAdam):
     """apex.optimizers.FusedAdam: ``adam_w_mode=True`` by default (decoupled decay)."""
 
     def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-8,
@@ -41,7 +58,7 @@ class FusedAdam(_SetGradNone, _FusedAdam):
                          amsgrad=amsgrad, master_weights=master_weights)
 
 
-class FusedLAMB(_SetGradNone, _FusedLAMB):
+class FusedLAMB(_ApexCompat, _FusedLAMB):
     """apex.optimizers.FusedLAMB, with apex's code defaults (eps=1e-6, weight_decay=0.01;
     apex's docstring says 1e-8 / 0, its code uses these)."""
 
@@ -91,14 +108,16 @@ class FusedMixedPrecisionLamb(FusedLAMB):
         return state
 
 
-class FusedSGD(_SetGradNone, _FusedSGD):
+class FusedSGD(_ApexCompat, _FusedSGD):
     """apex.optimizers.FusedSGD (torch.optim.SGD semantics). ``wd_after_momentum=True`` is not
     supported; ``materialize_master_grads`` is accepted and has no effect (fusedopt keeps
     master weights in the optimizer, see master_weights in fusedopt.FusedSGD)."""
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+    def __init__(self, params, lr=_REQUIRED, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, wd_after_momentum=False, materialize_master_grads=True,
                  set_grad_none=False):
+        if lr is _REQUIRED:
+            raise TypeError("fusedopt.apex.FusedSGD: lr is required (as in apex)")
         if wd_after_momentum:
             raise ValueError("fusedopt.apex.FusedSGD: wd_after_momentum=True is not supported; "
                              "use wd_after_momentum=False (weight decay added to the gradient "
