@@ -95,7 +95,7 @@ def cmdclass():
 setup(
     name="fusedopt",
     version=version(),
-    packages=["fusedopt", "fusedopt.apex"],
+    packages=["fusedopt", "fusedopt.apex", "fusedopt.bench"],
     ext_modules=extensions(),
     cmdclass=cmdclass(),
 )

@@ -16,15 +16,15 @@ struct SquaresPartial {
 
 struct KernelTable {
   const char* name;
-  void (*adam)(const ParamLists&, const AdamHyper&, float lr, float inv_scale, const ChunkRef&);
-  void (*sgd)(const ParamLists&, const SGDHyper&, float lr, float inv_scale, const ChunkRef&);
-  void (*lion)(const ParamLists&, const LionHyper&, float lr, float inv_scale, const ChunkRef&);
+  void (*adam)(const ParamLists&, const AdamHyper&, double lr, float inv_scale, const ChunkRef&);
+  void (*sgd)(const ParamLists&, const SGDHyper&, double lr, float inv_scale, const ChunkRef&);
+  void (*lion)(const ParamLists&, const LionHyper&, double lr, float inv_scale, const ChunkRef&);
   SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, float inv_scale,
                                  float global_grad_norm, const ChunkRef&);
   void (*lamb_apply)(const ParamLists&, const LambHyper&, float inv_scale,
                      float global_grad_norm, float scaled_lr, const ChunkRef&);
   SquaresPartial (*lars_norms)(const ParamLists&, float inv_scale, const ChunkRef&);
-  void (*lars_apply)(const ParamLists&, const LarsHyper&, float lr, float inv_scale,
+  void (*lars_apply)(const ParamLists&, const LarsHyper&, double lr, float inv_scale,
                      float weight_decay, float trust_ratio, const ChunkRef&);
   double (*sum_squares)(const void* ptr, DType dtype, float mult, int64_t begin, int64_t end);
 };

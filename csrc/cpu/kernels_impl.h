@@ -170,7 +170,7 @@ struct LaneAcc {
 
 // ---- optimizers ----------------------------------------------------------------------------
 template <class P>
-void adam_chunk(const ParamLists& L, const AdamHyper& h, float lr, float inv_scale,
+void adam_chunk(const ParamLists& L, const AdamHyper& h, double lr, float inv_scale,
                 const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::adam_coeffs<C>(h, lr, *L.step[ck.tensor]);
@@ -192,7 +192,7 @@ void adam_chunk(const ParamLists& L, const AdamHyper& h, float lr, float inv_sca
 }
 
 template <class P>
-void sgd_chunk(const ParamLists& L, const SGDHyper& h, float lr, float inv_scale,
+void sgd_chunk(const ParamLists& L, const SGDHyper& h, double lr, float inv_scale,
                const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
@@ -214,7 +214,7 @@ void sgd_chunk(const ParamLists& L, const SGDHyper& h, float lr, float inv_scale
 }
 
 template <class P>
-void lion_chunk(const ParamLists& L, const LionHyper& h, float lr, float inv_scale,
+void lion_chunk(const ParamLists& L, const LionHyper& h, double lr, float inv_scale,
                 const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::lion_coeffs<C>(h, lr);
@@ -279,7 +279,7 @@ SquaresPartial lars_norms_chunk(const ParamLists& L, float inv_scale, const Chun
 }
 
 template <class P>
-void lars_apply_chunk(const ParamLists& L, const LarsHyper& h, float lr, float inv_scale,
+void lars_apply_chunk(const ParamLists& L, const LarsHyper& h, double lr, float inv_scale,
                       float weight_decay, float trust_ratio, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
@@ -328,13 +328,13 @@ double sum_squares_typed(const S* x, float mult, int64_t begin, int64_t end) {
 inline const KernelTable kernel_table(const char* name) {
   KernelTable t;
   t.name = name;
-  t.adam = [](const ParamLists& L, const AdamHyper& h, float lr, float inv, const ChunkRef& ck) {
+  t.adam = [](const ParamLists& L, const AdamHyper& h, double lr, float inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, adam_chunk<P>(L, h, lr, inv, ck));
   };
-  t.sgd = [](const ParamLists& L, const SGDHyper& h, float lr, float inv, const ChunkRef& ck) {
+  t.sgd = [](const ParamLists& L, const SGDHyper& h, double lr, float inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, sgd_chunk<P>(L, h, lr, inv, ck));
   };
-  t.lion = [](const ParamLists& L, const LionHyper& h, float lr, float inv, const ChunkRef& ck) {
+  t.lion = [](const ParamLists& L, const LionHyper& h, double lr, float inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lion_chunk<P>(L, h, lr, inv, ck));
   };
   t.lamb_moments = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
@@ -348,7 +348,7 @@ inline const KernelTable kernel_table(const char* name) {
   t.lars_norms = [](const ParamLists& L, float inv, const ChunkRef& ck) {
     return FUSEDOPT_DISPATCH_P(L.param_dtype, lars_norms_chunk<P>(L, inv, ck));
   };
-  t.lars_apply = [](const ParamLists& L, const LarsHyper& h, float lr, float inv, float wd,
+  t.lars_apply = [](const ParamLists& L, const LarsHyper& h, double lr, float inv, float wd,
                     float ratio, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lars_apply_chunk<P>(L, h, lr, inv, wd, ratio, ck));
   };
