@@ -135,6 +135,8 @@ struct Warp {
   bool uniform = true;
   uint32_t group_mask = 0;
   int group_op = 0;
+  const char* group_file = nullptr;
+  int group_line = 0;
 };
 
 struct BlockState {
@@ -764,22 +766,34 @@ void warp_collective(int op, unsigned mask, const void* in, unsigned size, int a
                                    std::to_string(width) + " is not a power of two in [1, 32]");
   if (uint32_t bad = mask & ~W.present) warp_inactive_error(f, bad, "do not exist (block size not a multiple of 32)");
   if (uint32_t bad = mask & W.exited) warp_inactive_error(f, bad, "already exited");
-  // Every lane waiting in this warp must agree with us on mask and operation.
+  // Every lane waiting in this warp must agree with us on mask and operation,
+  // and (except for __syncwarp, which Volta+ allows at different call sites)
+  // wait at the same call: "all non-exited threads named in mask must
+  // execute the same intrinsic with the same mask".
   if (W.arrived == 0) {
     W.uniform = true;
     W.group_mask = mask;
     W.group_op = op;
-  } else if (!W.uniform || W.group_mask != mask || W.group_op != op) {
+    W.group_file = file;
+    W.group_line = line;
+  } else if (!W.uniform || W.group_mask != mask || W.group_op != op ||
+             (op != kSyncWarp && !same_site(W.group_file, W.group_line, file, line))) {
     W.uniform = false;
     for (int l = 0; l < 32; ++l) {
       if (!(W.arrived & (1u << l))) continue;
       Fiber& o = g_fibers[w * 32 + l];
       bool overlaps = (mask & (1u << l)) || (o.wmask & bit);
-      if (overlaps && (o.wmask != mask || o.wop != op))
+      if (!overlaps) continue;
+      if (o.wmask != mask || o.wop != op)
         fail(ErrorKind::kWarpSync, std::string("mismatched warp collectives: ") + warp_op_name(op) + " at " +
                                        site(file, line) + " with mask " + hex(mask) + " while lane " +
                                        std::to_string(l) + " waits in " + warp_op_name(o.wop) + " at " +
                                        site(o.wfile, o.wline) + " with mask " + hex(o.wmask));
+      if (op != kSyncWarp && !same_site(o.wfile, o.wline, file, line))
+        fail(ErrorKind::kWarpSync, std::string("lanes of mask ") + hex(mask) + " are at different calls of " +
+                                       warp_op_name(op) + ": this lane at " + site(file, line) + ", lane " +
+                                       std::to_string(l) + " at " + site(o.wfile, o.wline) +
+                                       " (a lane of the mask skipped the collective)");
     }
   }
   f->state = FState::kAtWarp;

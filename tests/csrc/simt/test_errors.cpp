@@ -41,6 +41,15 @@ SIMT_TEST(full_mask_shuffle_with_exited_lanes_is_reported) {
   });
 }
 
+SIMT_TEST(shuffle_skipped_by_some_lanes_is_reported) {
+  std::vector<float> y(32);
+  simt_test::for_each_schedule([&](const std::string&) {
+    SIMT_EXPECT_ERROR(ErrorKind::kWarpSync,
+                      (std::vector<std::string>{"shuffle_skipped_kernel", "different calls of __shfl_xor_sync"}),
+                      [&] { bug_shuffle_skipped_by_some_lanes(y.data()); });
+  });
+}
+
 SIMT_TEST(full_mask_shuffle_in_partial_warp_is_reported) {
   std::vector<float> y(48);
   SIMT_EXPECT_ERROR(ErrorKind::kWarpSync, (std::vector<std::string>{"do not exist", "__shfl_xor_sync"}),

@@ -247,6 +247,17 @@ SIMT_TEST(warp_intrinsics) {
   });
 }
 
+SIMT_TEST(warp_reduction_with_syncwarp) {
+  std::vector<float> x(64);
+  float ref = 0;
+  for (int i = 0; i < 64; ++i) { x[i] = (float)(i * 3 % 17); ref += x[i]; }
+  simt_test::for_each_schedule([&](const std::string& s) {
+    float out = -1.f;
+    warp_sync_reduce(x.data(), &out);
+    SIMT_CHECK_MSG(out == ref, s);
+  });
+}
+
 SIMT_TEST(two_dimensional_transpose) {
   const int rows = 70, cols = 45;
   std::vector<float> in(rows * cols);

@@ -100,6 +100,14 @@ __global__ void shuffle_inactive_kernel(float* y) {
   y[threadIdx.x] = v;
 }
 
+// BUG: lanes 16..31 skip the first shuffle and meet lanes 0..15 at the second.
+__global__ void shuffle_skipped_kernel(float* y) {
+  float v = static_cast<float>(threadIdx.x);
+  if (threadIdx.x < 16) v = __shfl_xor_sync(kFull, v, 1);
+  v += __shfl_xor_sync(kFull, v, 2);
+  y[threadIdx.x] = v;
+}
+
 // BUG: full mask in a 48-thread block: lanes 16..31 of warp 1 do not exist.
 __global__ void shuffle_partial_warp_kernel(float* y) {
   float v = static_cast<float>(threadIdx.x);
@@ -174,6 +182,7 @@ void bug_divergent_barrier_exit(int threads, const float* x, float* y, int n) {
 }
 void bug_divergent_barrier_sites(float* y) { FUSEDOPT_LAUNCH(1, 64, 0, 0, divergent_sites_kernel)(y); }
 void bug_shuffle_inactive_lanes(float* y) { FUSEDOPT_LAUNCH(1, 32, 0, 0, shuffle_inactive_kernel)(y); }
+void bug_shuffle_skipped_by_some_lanes(float* y) { FUSEDOPT_LAUNCH(1, 32, 0, 0, shuffle_skipped_kernel)(y); }
 void bug_shuffle_partial_warp(float* y) { FUSEDOPT_LAUNCH(1, 48, 0, 0, shuffle_partial_warp_kernel)(y); }
 void bug_deadlock_shfl_vs_barrier(float* y) { FUSEDOPT_LAUNCH(1, 64, 0, 0, deadlock_kernel)(y); }
 void bug_oob_tail_write(int blocks, int threads, const float* x, float* y) {

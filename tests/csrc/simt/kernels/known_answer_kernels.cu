@@ -171,6 +171,27 @@ __global__ void warp_ops_kernel(const int* x, int* scan, unsigned* ballots, int*
   if (blockIdx.x == 0 && threadIdx.x == 13) misc[5] = bcast;
 }
 
+// Warp-level reduction through shared memory done right (Volta+): every
+// step is separated by __syncwarp, so the race checker must stay quiet.
+__global__ void warp_sync_reduce_kernel(const float* x, float* out) {
+  __shared__ float s[64];
+  s[threadIdx.x] = x[threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = s[threadIdx.x] + s[threadIdx.x + 32];
+    __syncwarp();
+    s[threadIdx.x] = v;
+    __syncwarp();
+    for (unsigned o = 16; o > 0; o >>= 1) {
+      if (threadIdx.x < o) v += s[threadIdx.x + o];
+      __syncwarp();
+      if (threadIdx.x < o) s[threadIdx.x] = v;
+      __syncwarp();
+    }
+  }
+  if (threadIdx.x == 0) out[0] = s[0];
+}
+
 constexpr int kTile = 32;
 __global__ void transpose_kernel(const float* in, float* out, int rows, int cols) {
   __shared__ float tile[kTile][kTile + 1];
@@ -234,6 +255,7 @@ void atomics(int blocks, int threads, const int* keys, int n, AtomicOut* out) {
 void warp_ops(int blocks, const int* x, int* scan, unsigned* ballots, int* misc, int n) {
   FUSEDOPT_LAUNCH(blocks, 128, 0, 0, warp_ops_kernel)(x, scan, ballots, misc, n);
 }
+void warp_sync_reduce(const float* x, float* out) { FUSEDOPT_LAUNCH(1, 64, 0, 0, warp_sync_reduce_kernel)(x, out); }
 void transpose(const float* in, float* out, int rows, int cols) {
   dim3 block(kTile, 8);
   dim3 grid((cols + kTile - 1) / kTile, (rows + kTile - 1) / kTile);

@@ -41,6 +41,8 @@ void atomics(int blocks, int threads, const int* keys, int n, AtomicOut* out);
 // Warp intrinsics: inclusive scan (shfl_up), ballot/any/all, match_any,
 // reduce_add, segmented shuffle with width 8, __syncthreads_count.
 void warp_ops(int blocks, const int* x, int* scan, unsigned* ballots, int* misc, int n);
+// Sum of 64 floats: shared-memory warp reduction with __syncwarp (1 block, 64 threads).
+void warp_sync_reduce(const float* x, float* out);
 // 2D transpose through a padded shared tile (dim3 grid/block).
 void transpose(const float* in, float* out, int rows, int cols);
 // Copy kernel for the traffic counter.
@@ -56,6 +58,7 @@ void bug_two_blocks_one_slot(int blocks, float* out);
 void bug_divergent_barrier_exit(int threads, const float* x, float* y, int n);
 void bug_divergent_barrier_sites(float* y);
 void bug_shuffle_inactive_lanes(float* y);
+void bug_shuffle_skipped_by_some_lanes(float* y);
 void bug_shuffle_partial_warp(float* y);  // 48-thread block, full mask
 void bug_deadlock_shfl_vs_barrier(float* y);
 void bug_oob_tail_write(int blocks, int threads, const float* x, float* y);  // no n check
