@@ -156,6 +156,7 @@ struct RaceRecord {
   uint64_t block_a, block_b;
   uint32_t tid_a, tid_b;
   bool write_a, write_b, atomic_a, atomic_b;
+  bool uninit;           // read of shared memory this block never wrote (no b)
   uintptr_t pc_a, pc_b;  // a = current access, b = earlier access
 };
 
@@ -839,7 +840,9 @@ struct Rec {
   uint8_t flags;
 };
 static_assert(sizeof(Rec) == 16, "compact shadow records");
-enum : uint8_t { kWrite = 1, kAtomic = 2 };
+// flags: bit 0 write, bit 1 atomic, bits 4..7 the bytes of the word written
+// by this block so far (shared memory only; write records).
+enum : uint8_t { kWrite = 1, kAtomic = 2, kInitShift = 4 };
 struct alignas(64) Cell {
   Rec w;
   Rec r[3];
@@ -954,6 +957,25 @@ void report_race(uintptr_t addr, unsigned size, bool shared, const Rec& prev, bo
   rr.atomic_b = prev.flags & kAtomic;
   rr.pc_a = pc;
   rr.pc_b = prev_pc;
+  rr.uninit = false;
+  g_launch.races.push_back(rr);
+}
+
+// Shared memory starts undefined in every block: reading bytes the block has
+// not written is a bug (here it would silently see the previous block's data).
+void report_uninit(uintptr_t addr, unsigned size, uintptr_t pc) {
+  g_launch.race_count++;
+  for (const auto& r : g_launch.races)
+    if (r.uninit && r.pc_a == pc) return;
+  if (g_launch.races.size() >= 8) return;
+  RaceRecord rr{};
+  rr.addr = addr;
+  rr.size = size;
+  rr.shared = true;
+  rr.block_a = g_block.linear;
+  rr.tid_a = g_cur->linear;
+  rr.uninit = true;
+  rr.pc_a = pc;
   g_launch.races.push_back(rr);
 }
 
@@ -962,6 +984,7 @@ void race_access(uintptr_t p, unsigned size, bool write, bool atomic, bool share
   const uintptr_t end = p + size;
   const Rec cur{g_seg, f->vc[f->linear & 31], encode_pc(pc), (uint16_t)f->linear, 0,
                 (uint8_t)((write ? kWrite : 0) | (atomic ? kAtomic : 0))};
+  bool uninit_reported = false;
   for (uintptr_t w = p & ~(uintptr_t)3; w < end; w += 4) {
     uint8_t mask = 0;
     for (unsigned b = 0; b < 4; ++b)
@@ -971,9 +994,18 @@ void race_access(uintptr_t p, unsigned size, bool write, bool atomic, bool share
       return rec_valid(r, shared) && (r.mask & mask) && !(atomic && (r.flags & kAtomic)) &&
              !ordered_before(r, f);
     };
-    if (conflicts(c->w)) report_race(p, size, shared, c->w, write, atomic, pc);
+    const bool w_valid = rec_valid(c->w, shared);
+    if (w_valid && conflicts(c->w)) report_race(p, size, shared, c->w, write, atomic, pc);
     Rec rec = cur;
     rec.mask = mask;
+    if (shared) {
+      uint8_t init = w_valid ? (uint8_t)(c->w.flags >> kInitShift) : 0;
+      if ((!write || atomic) && (init & mask) != mask && !uninit_reported) {
+        report_uninit(p, size, pc);
+        uninit_reported = true;  // once per access, not per word
+      }
+      if (write) rec.flags |= (uint8_t)((init | mask) << kInitShift);
+    }
     if (write) {
       for (Rec& r : c->r) {
         if (r.mask && conflicts(r)) report_race(p, size, shared, r, write, atomic, pc);
@@ -1046,23 +1078,43 @@ std::string symbolize(uintptr_t pc) {
     ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (len > 0) q.file.assign(buf, (size_t)len);
   }
-  std::string cmd = "addr2line -C -f -i -p -e '" + q.file + "' " + hex(pc - q.bias - 1) + " 2>/dev/null";
-  std::string out;
+  // Without -p, addr2line prints "function\nfile:line" per inlining level,
+  // innermost first. Report the innermost source line; if it lies in a
+  // library or emulator header, also the first line of user code.
+  std::string cmd = "addr2line -C -f -i -e '" + q.file + "' " + hex(pc - q.bias - 1) + " 2>/dev/null";
+  std::vector<std::string> locs;
   if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    char buf[4096];
+    for (int line = 0; std::fgets(buf, sizeof buf, p); ++line) {
+      std::string l(buf);
+      while (!l.empty() && (l.back() == '\n' || l.back() == ' ')) l.pop_back();
+      if (line % 2 == 0) continue;  // function names: noisy for lambdas/templates
+      size_t d = l.find(" (discriminator");
+      if (d != std::string::npos) l.erase(d);
+      locs.push_back(l);
+    }
     pclose(p);
   }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  for (auto& ch : out)
-    if (ch == '\n') ch = ';';
-  if (out.empty() || out.find("??") == 0) return q.file + "+" + hex(pc - q.bias);
-  return out;
+  if (locs.empty() || locs[0].find("??") == 0) return q.file + "+" + hex(pc - q.bias);
+  auto is_lib = [](const std::string& l) {
+    return l.find("/usr/include/") != std::string::npos || l.find("fusedopt_simt") != std::string::npos ||
+           l.find("/cuda/include/") != std::string::npos;
+  };
+  if (!is_lib(locs[0])) return locs[0];
+  for (const auto& l : locs)
+    if (!is_lib(l)) return locs[0] + " (called from " + l + ")";
+  return locs[0];
 }
 
 std::string describe_race(const RaceRecord& r) {
   auto kind = [](bool w, bool a) { return a ? "atomic" : w ? "write" : "read"; };
   std::ostringstream os;
+  if (r.uninit) {
+    os << "read of uninitialized shared memory at " << hex(r.addr) << " (" << r.size << " bytes) by block "
+       << block_str(r.block_a) << " thread " << thread_str(r.tid_a) << " at " << symbolize(r.pc_a)
+       << ": no thread of this block wrote it (shared memory is undefined at block start)";
+    return os.str();
+  }
   os << "data race on " << (r.shared ? "shared" : "global") << " memory at " << hex(r.addr) << " (" << r.size
      << " bytes): " << kind(r.write_a, r.atomic_a) << " by block " << block_str(r.block_a) << " thread "
      << thread_str(r.tid_a) << " at " << symbolize(r.pc_a) << " conflicts with earlier "
@@ -1302,7 +1354,7 @@ void run_launch(const LaunchSpec& spec, Thunk body, void* ctx, size_t ctx_size) 
   }
   if (g_launch.race_count) {
     std::string msg = launch_prefix(ErrorKind::kRace) + ": " + std::to_string(g_launch.race_count) +
-                      " racy access(es); first: " + races.front();
+                      " racy or uninitialized shared-memory access(es); first: " + races.front();
     for (size_t i = 1; i < races.size() && i < 4; ++i) msg += "\n  also: " + races[i];
     store_result(msg, ErrorKind::kRace, true);
     if (g_settings.throw_on_race && g_settings.throw_on_error) throw Error(ErrorKind::kRace, msg);

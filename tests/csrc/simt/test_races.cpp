@@ -32,7 +32,7 @@ SIMT_TEST(racecheck_back_to_back_reductions_without_trailing_barrier) {
   SIMT_CHECK(fusedopt::simt::last_launch_races()[0].find("shared memory") != std::string::npos);
   fusedopt::simt::clear_last_error();
   simt_test::for_each_schedule([&](const std::string&) {
-    SIMT_EXPECT_ERROR(ErrorKind::kRace, (std::vector<std::string>{"back_to_back_kernel", "block_sum_no_trailing_sync"}),
+    SIMT_EXPECT_ERROR(ErrorKind::kRace, (std::vector<std::string>{"back_to_back_kernel", "shared memory", "bug_kernels.cu:"}),
                       [&] { bug_back_to_back_reductions(x.data(), y.data(), out); });
   });
 }
@@ -52,6 +52,15 @@ SIMT_TEST(racecheck_two_blocks_write_one_global_slot) {
     SIMT_EXPECT_ERROR(ErrorKind::kRace,
                       (std::vector<std::string>{"two_blocks_one_slot_kernel", "global memory", "different blocks"}),
                       [&] { bug_two_blocks_one_slot(4, out.data()); });
+  });
+}
+
+SIMT_TEST(racecheck_uninitialized_shared_memory_read) {
+  std::vector<float> x(3 * 64, 1.f), y(3 * 64);
+  simt_test::for_each_schedule([&](const std::string&) {
+    SIMT_EXPECT_ERROR(ErrorKind::kRace,
+                      (std::vector<std::string>{"uninit_shared_kernel", "uninitialized shared memory", "bug_kernels.cu:"}),
+                      [&] { bug_uninitialized_shared_read(3, x.data(), y.data()); });
   });
 }
 

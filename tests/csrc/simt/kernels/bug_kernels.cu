@@ -72,6 +72,15 @@ __global__ void two_blocks_one_slot_kernel(float* out) {
   if (threadIdx.x == 0) out[0] = static_cast<float>(blockIdx.x);
 }
 
+// BUG: only half of the shared array is written, all of it is read. Passes
+// numerically in the first block only by luck of the previous contents.
+__global__ void uninit_shared_kernel(const float* x, float* y) {
+  __shared__ float s[64];
+  if (threadIdx.x < 32) s[threadIdx.x] = x[blockIdx.x * 64 + threadIdx.x];
+  __syncthreads();
+  y[blockIdx.x * 64 + threadIdx.x] = s[threadIdx.x];
+}
+
 // BUG: early exit before a barrier.
 __global__ void divergent_exit_kernel(const float* x, float* y, int n) {
   __shared__ float s[1024];
@@ -174,6 +183,9 @@ void bug_back_to_back_reductions(const float* x, const float* y, float* out) {
   FUSEDOPT_LAUNCH(1, 64, 0, 0, back_to_back_kernel)(x, y, out);
 }
 void bug_warp_lockstep(const float* x, float* out) { FUSEDOPT_LAUNCH(1, 64, 0, 0, warp_lockstep_kernel)(x, out); }
+void bug_uninitialized_shared_read(int blocks, const float* x, float* y) {
+  FUSEDOPT_LAUNCH(blocks, 64, 0, 0, uninit_shared_kernel)(x, y);
+}
 void bug_two_blocks_one_slot(int blocks, float* out) {
   FUSEDOPT_LAUNCH(blocks, 32, 0, 0, two_blocks_one_slot_kernel)(out);
 }

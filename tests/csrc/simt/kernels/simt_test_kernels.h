@@ -55,6 +55,7 @@ void bug_missing_syncthreads(int blocks, const float* x, float* partials);  // 2
 void bug_back_to_back_reductions(const float* x, const float* y, float* out);  // 1 block, 64 threads
 void bug_warp_lockstep(const float* x, float* out);  // 1 block, 64 threads
 void bug_two_blocks_one_slot(int blocks, float* out);
+void bug_uninitialized_shared_read(int blocks, const float* x, float* y);  // 64 threads per block
 void bug_divergent_barrier_exit(int threads, const float* x, float* y, int n);
 void bug_divergent_barrier_sites(float* y);
 void bug_shuffle_inactive_lanes(float* y);
