@@ -6,7 +6,7 @@ import torch
 
 import fusedopt
 
-from support import Backend, BACKENDS  # noqa: F401
+from support import Backend, BACKENDS, use_backend  # noqa: F401
 
 
 def pytest_configure(config):
@@ -17,24 +17,17 @@ def pytest_configure(config):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """The backend every optimizer test runs on. Tensors are created on ``backend.device``."""
+    """The backend every optimizer test runs on. Tensors are created on ``backend.device``.
+    CPU tensors are routed explicitly ("cpu" or "cuda-emulated"), whatever FUSEDOPT_BACKEND
+    says, and the previous route is restored afterwards."""
     name = request.param
-    if name == "cpu":
-        yield Backend("cpu", torch.device("cpu"))
-    elif name == "cuda-emulated":
-        if "cuda-emulated" not in fusedopt.available_backends():
-            pytest.skip("cuda-emulated backend not built (FUSEDOPT_EMULATED=1)")
-        fusedopt.set_backend("cuda-emulated")
-        try:
-            yield Backend("cuda-emulated", torch.device("cpu"))
-        finally:
-            fusedopt.set_backend("cpu")
-    elif name == "cuda":
-        if not torch.cuda.is_available():
-            pytest.skip("no GPU")
-        yield Backend("cuda", torch.device("cuda"))
-    else:  # pragma: no cover
-        raise AssertionError(name)
+    if name == "cuda-emulated" and "cuda-emulated" not in fusedopt.available_backends():
+        pytest.skip("cuda-emulated backend not built (FUSEDOPT_EMULATED=1)")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no GPU")
+    device = torch.device("cuda" if name == "cuda" else "cpu")
+    with use_backend("cuda-emulated" if name == "cuda-emulated" else "cpu"):
+        yield Backend(name, device)
 
 
 @pytest.fixture

@@ -7,11 +7,13 @@
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
+import fusedopt
 from fusedopt import FusedAdam, FusedAdamW, FusedLAMB, FusedLARS, FusedLion, FusedSGD
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -62,6 +64,18 @@ class Backend:
 
 
 BACKENDS = ("cpu", "cuda-emulated", "cuda")
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Routes CPU tensors through backend ``name`` inside the block; restores the previous
+    route afterwards."""
+    previous = fusedopt.get_backend()
+    fusedopt.set_backend(name)
+    try:
+        yield
+    finally:
+        fusedopt.set_backend(previous)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import torch
 
 import fusedopt
 from support import (FUSED, NAMES, TEST_KW, assert_snapshots_equal, make_params, run_steps,
-                     snapshot, standard_plan)
+                     snapshot, standard_plan, use_backend)
 
 EMULATED = "cuda-emulated" in fusedopt.available_backends()
 needs_emulated = pytest.mark.skipif(
@@ -15,15 +15,12 @@ SHAPES = [(), (0,), (1,), (15,), (17,), (5, 9), (33,), (1029,), (3, 4, 5)]
 
 
 def _run(backend_name, name, dtype, master, seed=71, steps=4, shapes=SHAPES, **extra):
-    fusedopt.set_backend(backend_name)
-    try:
+    with use_backend(backend_name):
         gen = torch.Generator().manual_seed(seed)
         params = make_params(shapes, dtype, "cpu", gen, offset=[i % 3 for i in range(len(shapes))])
         opt = FUSED[name](params, master_weights=master, **{**TEST_KW[name], **extra})
         run_steps(opt, params, steps, torch.Generator().manual_seed(seed + 1), plan=standard_plan)
         return snapshot(opt, params)
-    finally:
-        fusedopt.set_backend("cpu")
 
 
 @needs_emulated

@@ -8,7 +8,7 @@ import fusedopt
 from fusedopt import _C
 from support import (FUSED, NAMES, TEST_KW, assert_bitwise_equal, assert_snapshots_equal,
                      dense_plan, make_grads, make_params, make_tensor, randn, run_steps, snapshot,
-                     standard_plan)
+                     standard_plan, use_backend)
 
 ops = torch.ops.fusedopt
 F32, BF16, F16, F64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
@@ -210,6 +210,7 @@ SIMD_SHAPES = [(), (1,), (15,), (16,), (17,), (31, 3), (1029,), (33000,), (0,)]
 
 
 def _run_config(device, name, dtype, seed=12, steps=3):
+    """Always through the backend the caller selected (SIMD tests select "cpu")."""
     gen = torch.Generator().manual_seed(seed)
     params = make_params(SIMD_SHAPES, dtype, device, gen, offset=[i % 3 for i in range(9)])
     master = dtype in (BF16, F16)
@@ -234,7 +235,8 @@ def test_simd_levels_are_bitwise_identical(name, dtype):
         results = {}
         for lv in levels:
             assert _C.set_simd_level(lv) and _C.simd_level() == lv
-            results[lv] = _run_config(torch.device("cpu"), name, dtype)
+            with use_backend("cpu"):
+                results[lv] = _run_config(torch.device("cpu"), name, dtype)
     finally:
         _C.set_simd_level(original)
     assert _C.simd_level() == original
@@ -253,8 +255,9 @@ def test_simd_levels_norms_bitwise_identical():
                 gen = torch.Generator().manual_seed(13)
                 ts = [make_tensor(randn(s, gen, 2.0), dtype, "cpu")
                       for s in [(17,), (33000,), (5, 7)]]
-                out.setdefault(dtype, []).append(
-                    (lv, ops.l2_norms(ts, None), ops.global_l2_norm(ts, torch.tensor(3.0))))
+                with use_backend("cpu"):
+                    out.setdefault(dtype, []).append(
+                        (lv, ops.l2_norms(ts, None), ops.global_l2_norm(ts, torch.tensor(3.0))))
     finally:
         _C.set_simd_level(original)
     for dtype, rows in out.items():
