@@ -28,8 +28,12 @@ StepInputs step_inputs(const char* op, const PreparedLists& prep, double lr,
   check_scalar_tensor(op, "found_inf", found_inf, prep.device(), false);
   StepInputs in;
   in.lr = lr_tensor.has_value() && lr_tensor->defined()
-              ? ScalarArg<float>::at(lr_tensor->data_ptr<float>())
-              : ScalarArg<float>::of(static_cast<float>(lr));
+              ? LrArg(ScalarArg<float>::at(lr_tensor->data_ptr<float>()))
+              : LrArg::of(prep.lists().param_dtype == DType::Float64
+                              ? lr
+                              // Rounded like a float32 lr tensor, so a float lr and a tensor lr
+                              // holding the same value give bitwise identical steps.
+                              : static_cast<double>(static_cast<float>(lr)));
   in.grad_scale = scalar_ptr(grad_scale);
   in.found_inf = scalar_ptr(found_inf);
   return in;

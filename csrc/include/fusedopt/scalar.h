@@ -17,9 +17,25 @@ struct ScalarArg {
   static ScalarArg at(const T* p) { ScalarArg s; s.ptr = p; return s; }
 };
 
+// The learning rate: a double (so float64 params get float64 accuracy) or a pointer to a float32
+// 0-d tensor (tensor lr, as torch.optim keeps it).
+struct LrArg {
+  double value = 0.0;
+  const float* ptr = nullptr;
+
+  LrArg() = default;
+  FUSEDOPT_HD LrArg(ScalarArg<float> s) : value(s.value), ptr(s.ptr) {}
+  static LrArg of(double v) {
+    LrArg a;
+    a.value = v;
+    return a;
+  }
+  FUSEDOPT_HD double get() const { return ptr ? double(*ptr) : value; }
+};
+
 // Inputs every optimizer step shares.
 struct StepInputs {
-  ScalarArg<float> lr;                // learning rate (float or 0-d tensor)
+  LrArg lr;                           // learning rate (number or 0-d tensor)
   const float* grad_scale = nullptr;  // GradScaler's scale: grads are divided by it in-kernel
   const float* found_inf = nullptr;   // != 0 => the whole step is a bitwise no-op
 

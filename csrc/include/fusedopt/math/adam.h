@@ -28,7 +28,7 @@ struct AdamCoeffs {
 };
 
 template <class T>
-FUSEDOPT_HD inline AdamCoeffs<T> adam_coeffs(const AdamHyper& h, float lr, float step) {
+FUSEDOPT_HD inline AdamCoeffs<T> adam_coeffs(const AdamHyper& h, double lr, float step) {
   AdamCoeffs<T> c;
   c.beta1 = T(h.beta1);
   c.beta2 = T(h.beta2);
@@ -36,10 +36,10 @@ FUSEDOPT_HD inline AdamCoeffs<T> adam_coeffs(const AdamHyper& h, float lr, float
   c.one_minus_beta2 = T(1.0 - h.beta2);
   c.eps = T(h.eps);
   c.l2_decay = h.decoupled_weight_decay ? T(0) : T(h.weight_decay);
-  c.decay_factor = h.decoupled_weight_decay ? T(1.0 - double(lr) * double(h.weight_decay)) : T(1);
+  c.decay_factor = h.decoupled_weight_decay ? T(1.0 - lr * h.weight_decay) : T(1);
   const double bc1 = h.bias_correction ? one_minus_pow(h.beta1, step) : 1.0;
   const double bc2 = h.bias_correction ? one_minus_pow(h.beta2, step) : 1.0;
-  c.step_size = T(double(lr) / bc1);
+  c.step_size = T(lr / bc1);
   c.bc2_sqrt = T(sqrt(bc2));
   return c;
 }

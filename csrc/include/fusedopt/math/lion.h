@@ -20,14 +20,14 @@ struct LionCoeffs {
 };
 
 template <class T>
-FUSEDOPT_HD inline LionCoeffs<T> lion_coeffs(const LionHyper& h, float lr) {
+FUSEDOPT_HD inline LionCoeffs<T> lion_coeffs(const LionHyper& h, double lr) {
   LionCoeffs<T> c;
   c.lr = T(lr);
   c.beta1 = T(h.beta1);
   c.one_minus_beta1 = T(1.0 - h.beta1);  // in double: 1 - 0.9999f loses 4 digits
   c.beta2 = T(h.beta2);
   c.one_minus_beta2 = T(1.0 - h.beta2);
-  c.decay_factor = T(1.0 - double(lr) * double(h.weight_decay));
+  c.decay_factor = T(1.0 - lr * h.weight_decay);
   return c;
 }
 
