@@ -128,3 +128,11 @@ def test_float64_params_are_float64_accurate(backend, name):
     their float32 norms as above)."""
     params = _params(backend.device, torch.float64, seed=27)
     run_vs_reference(name, params, f64_slack=F64_SLACK.get(name, 1.0), **TEST_KW[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_params_with_non_power_of_two_grad_scale(backend, name):
+    """Unscaling by S = 3 must keep float64 accuracy (a float32 reciprocal 1/S would not)."""
+    params = _params(backend.device, torch.float64, seed=28)
+    run_vs_reference(name, params, amp=lambda step: (3.0, 0.0),
+                     f64_slack=F64_SLACK.get(name, 1.0), **EXACT_KW[name])
