@@ -211,3 +211,35 @@ def test_state_dict_is_weights_only_loadable_with_every_option(backend):
         loaded = torch.load(buf, weights_only=True)
         assert loaded["param_groups"][0]["lr"] == kw["lr"]
         assert len(loaded["state"]) == len([p for p in params if opt.state.get(p)])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_before_any_step_and_repeated_round_trip(backend, name):
+    """A state_dict taken before the first step loads and gives the same run; state_dict ->
+    load -> state_dict is the identity (same keys, same options, bitwise same tensors)."""
+    params = _params(backend.device, F32, seed=47)
+    opt = FUSED[name](params, **TEST_KW[name])
+    empty = opt.state_dict()
+    assert empty["state"] == {}
+    params2 = [clone_like(p) for p in params]
+    opt2 = FUSED[name](params2, **{**TEST_KW[name], "lr": 9.0})
+    opt2.load_state_dict(copy.deepcopy(empty))
+    assert opt2.param_groups[0]["lr"] == TEST_KW[name]["lr"]
+    for o, ps in ((opt, params), (opt2, params2)):
+        _run(o, ps, 4, 4, 0)
+    assert_snapshots_equal(snapshot(opt, params), snapshot(opt2, params2), "from empty state")
+
+    sd1 = opt.state_dict()
+    opt3 = FUSED[name]([clone_like(p) for p in params], **TEST_KW[name])
+    opt3.load_state_dict(copy.deepcopy(sd1))
+    sd2 = opt3.state_dict()
+    # torch.optim.Optimizer.__setstate__ adds 'differentiable' to the defaults on load
+    strip = [{k: v for k, v in g.items() if k != "differentiable"} for g in sd2["param_groups"]]
+    assert sd1["param_groups"] == strip
+    assert sd1["state"].keys() == sd2["state"].keys()
+    for k, st in sd1["state"].items():
+        assert st.keys() == sd2["state"][k].keys()
+        for key, v in st.items():
+            assert v.dtype == sd2["state"][k][key].dtype
+            assert torch.equal(v, sd2["state"][k][key])
+        assert st["step"].dtype == F32 and st["step"].dim() == 0
