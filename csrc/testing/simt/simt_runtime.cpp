@@ -635,32 +635,31 @@ int barrier(int op, int pred, const char* file, int line) {
 }
 
 // ---- warp collectives ------------------------------------------------------------
-void complete_warp(uint32_t w, uint32_t mask) {
-  Fiber* lanes = &g_fibers[w * 32];
-  for (int l = 0; l < 32 && lanes[__builtin_ctz(mask)].wop <= detail::kShflXor; ++l) {
+// Shuffles: every lane of the group reads the input of its source lane.
+void complete_shuffle(Fiber* lanes, uint32_t mask) {
+  for (int l = 0; l < 32; ++l) {
     if (!(mask & (1u << l))) continue;
     Fiber& f = lanes[l];
-    int op = f.wop;
-    {
-      int width = f.wwidth;
-      int seg = l & ~(width - 1);
-      int src = l;
-      switch (op) {
-        case detail::kShflIdx: src = seg + (f.warg & (width - 1)); break;
-        case detail::kShflUp: src = l - f.warg; if (src < seg) src = l; break;
-        case detail::kShflDown: src = l + f.warg; if (src >= seg + width) src = l; break;
-        default: src = l ^ f.warg; if (src >= seg + width) src = l; break;
-      }
-      if (!(mask & (1u << src))) {
-        fail_at(f.linear, ErrorKind::kWarpSync, std::string(warp_op_name(op)) + " at " + site(f.wfile, f.wline) + ": lane " +
-                                       std::to_string(l) + " reads lane " + std::to_string(src) +
-                                       " which is not in the mask " + hex(mask) + " (undefined value)");
-      }
-      std::memcpy(f.wout, lanes[src].win, 16);
+    const int width = f.wwidth;
+    const int seg = l & ~(width - 1);  // first lane of this lane's width-segment
+    int src = l;
+    switch (f.wop) {
+      case detail::kShflIdx: src = seg + (f.warg & (width - 1)); break;
+      case detail::kShflUp: src = l - f.warg; if (src < seg) src = l; break;
+      case detail::kShflDown: src = l + f.warg; if (src >= seg + width) src = l; break;
+      default: src = l ^ f.warg; if (src >= seg + width) src = l; break;  // xor
     }
+    if (!(mask & (1u << src)))
+      fail_at(f.linear, ErrorKind::kWarpSync,
+              std::string(warp_op_name(f.wop)) + " at " + site(f.wfile, f.wline) + ": lane " + std::to_string(l) +
+                  " reads lane " + std::to_string(src) + " which is not in the mask " + hex(mask) +
+                  " (undefined value)");
+    std::memcpy(f.wout, lanes[src].win, 16);
   }
-  const int gop = lanes[__builtin_ctz(mask)].wop;  // one op per group (checked on arrival)
-  if (gop > detail::kShflXor && gop != detail::kSyncWarp) {
+}
+
+// Votes, reductions and matches: one 32-bit result per lane.
+void complete_vote(Fiber* lanes, uint32_t mask, int op) {
   uint32_t ballot = 0, rsum = 0, rand_ = ~0u, ror = 0, rxor = 0, umin = ~0u, umax = 0;
   int smin = 0x7fffffff, smax = (int)0x80000000;
   for (int l = 0; l < 32; ++l) {
@@ -676,7 +675,7 @@ void complete_warp(uint32_t w, uint32_t mask) {
     if (!(mask & (1u << l))) continue;
     Fiber& f = lanes[l];
     uint32_t r = 0;
-    switch (f.wop) {
+    switch (op) {
       case detail::kBallot: r = ballot; break;
       case detail::kAny: r = ballot != 0; break;
       case detail::kAll: r = ballot == mask; break;
@@ -688,19 +687,24 @@ void complete_warp(uint32_t w, uint32_t mask) {
       case detail::kReduceMax: r = umax; break;
       case detail::kReduceMinS: r = (uint32_t)smin; break;
       case detail::kReduceMaxS: r = (uint32_t)smax; break;
-      case detail::kMatchAny:
-      case detail::kMatchAll: {
+      default: {  // match_any / match_all on the 8-byte input
         uint32_t same = 0;
         for (int k = 0; k < 32; ++k)
           if ((mask & (1u << k)) && std::memcmp(lanes[k].win, f.win, 8) == 0) same |= 1u << k;
-        r = f.wop == detail::kMatchAny ? same : (same == mask ? mask : 0u);
-        break;
+        r = op == detail::kMatchAny ? same : (same == mask ? mask : 0u);
       }
-      default: continue;  // shuffles done above, __syncwarp has no result
     }
     std::memcpy(f.wout, &r, 4);
   }
-  }
+}
+
+// Called by the last lane of `mask` to arrive: computes every lane's result
+// and releases the group.
+void complete_warp(uint32_t w, uint32_t mask) {
+  Fiber* lanes = &g_fibers[w * 32];
+  const int op = lanes[__builtin_ctz(mask)].wop;  // one op per group (checked on arrival)
+  if (op <= detail::kShflXor) complete_shuffle(lanes, mask);
+  else if (op != detail::kSyncWarp) complete_vote(lanes, mask, op);
   for (int l = 0; l < 32; ++l)
     if (mask & (1u << l)) lanes[l].state = FState::kReady;
   g_warps[w].arrived &= ~mask;
@@ -1057,15 +1061,15 @@ std::string symbolize(uintptr_t pc) {
   } q{pc, "", 0, false};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {
-        Q* q = static_cast<Q*>(data);
+        Q* qq = static_cast<Q*>(data);
         for (int i = 0; i < info->dlpi_phnum; ++i) {
           const auto& ph = info->dlpi_phdr[i];
           if (ph.p_type != PT_LOAD) continue;
           uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-          if (q->pc >= lo && q->pc < lo + ph.p_memsz) {
-            q->file = (info->dlpi_name && info->dlpi_name[0]) ? info->dlpi_name : "/proc/self/exe";
-            q->bias = info->dlpi_addr;
-            q->found = true;
+          if (qq->pc >= lo && qq->pc < lo + ph.p_memsz) {
+            qq->file = (info->dlpi_name && info->dlpi_name[0]) ? info->dlpi_name : "/proc/self/exe";
+            qq->bias = info->dlpi_addr;
+            qq->found = true;
             return 1;
           }
         }
