@@ -169,7 +169,7 @@ def test_nonfinite_grad_propagates_through_norms(backend, name):
     assert torch.equal(p.isnan().cpu(), expected_nan)
 
 
-# ---- direct op calls ------------------------------------------------------------------------------
+# ---- direct op calls -----------------------------------------------------------------------
 
 def _f(n=3, dtype=torch.float32, dev="cpu"):
     return torch.zeros(n, dtype=dtype, device=dev)
@@ -254,14 +254,14 @@ def test_op_bad_tensor_kinds(backend):
 
 def test_op_lamb_requires_norm_when_clipping(backend):
     d = backend.device
-    fn = lambda: ops.lamb_([_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [], [_step(d)], 0.1,  # noqa: E731
-                           None, 0.9, 0.99, 1e-6, 0.0, True, True, True, 1.0, None, False, False,
-                           0.0, 0.0, None, None)
-    _raises(RuntimeError, fn, "global_grad_norm", "global_l2_norm")
-    fn = lambda: ops.lamb_([_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [], [_step(d)], 0.1,  # noqa: E731
-                           None, 0.9, 0.99, 1e-6, 0.0, True, True, True, 0.0, None, False, False,
-                           2.0, 1.0, None, None)
-    _raises(RuntimeError, fn, "min_trust_ratio", "max_trust_ratio")
+    def lamb(max_grad_norm, min_ratio, max_ratio):
+        return lambda: ops.lamb_([_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [],
+                                 [_step(d)], 0.1, None, 0.9, 0.99, 1e-6, 0.0, True, True, True,
+                                 max_grad_norm, None, False, False, min_ratio, max_ratio, None,
+                                 None)
+
+    _raises(RuntimeError, lamb(1.0, 0.0, 0.0), "global_grad_norm", "global_l2_norm")
+    _raises(RuntimeError, lamb(0.0, 2.0, 1.0), "min_trust_ratio", "max_trust_ratio")
 
 
 def test_op_norms_bad_input(backend):

@@ -1,7 +1,7 @@
 """Checklist item 12: hypothesis draws tensor lists (count, shapes, dtypes, alignment offsets,
 memory layouts of params and grads), an optimizer, its options, param groups and a GradScaler
-scale / overflow step, and compares against the float64 reference after every step. Bounded and derandomized so the suite stays fast and
-reproducible."""
+scale / overflow step, and compares against the float64 reference after every step. Bounded
+and derandomized so the suite stays fast and reproducible."""
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings

@@ -99,7 +99,7 @@ def test_ops_mutate_their_lists_in_place(backend):
         assert all(float(s) == 3.0 for s in steps), label
 
 
-# ---- norms ---------------------------------------------------------------------------------------
+# ---- norms --------------------------------------------------------------------------------------
 
 NORM_SIZES = [(), (0,), (1,), (15,), (16,), (17,), (4, 33), (32769,)]
 
@@ -149,7 +149,7 @@ def test_norm_of_large_values_does_not_overflow(backend):
                                atol=0.0)
 
 
-# ---- torch.compile ---------------------------------------------------------------------------------
+# ---- torch.compile ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("compile_backend", ["aot_eager"])
@@ -197,7 +197,7 @@ def test_inductor_compiled_step_matches_eager(backend, name):
     assert_snapshots_equal(snapshot(oe, pe), snapshot(oc, pc), f"{name}: inductor vs eager")
 
 
-# ---- determinism: SIMD levels and thread counts -----------------------------------------------------
+# ---- determinism: SIMD levels and thread counts -------------------------------------------------
 
 def _available_levels():
     original = _C.simd_level()
