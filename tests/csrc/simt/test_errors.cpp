@@ -2,6 +2,7 @@
 // divergent barriers, inactive lanes in *_sync masks, deadlocks, traps and
 // invalid launch configurations. Also checks the error API.
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/simt_test_kernels.h"
@@ -137,6 +138,29 @@ SIMT_TEST(env_schedule_is_honoured) {
   SIMT_CHECK(std::string(e) == "random:99");
   SIMT_CHECK(fusedopt::simt::schedule() == fusedopt::simt::Schedule::kRandom);
   SIMT_CHECK(fusedopt::simt::schedule_seed() == 99);
+}
+
+// Launches from several OS threads are serialized; each thread's blocks use
+// that thread's (thread_local) shared memory.
+SIMT_TEST(launches_from_several_threads) {
+  const int n = 20000, blocks = 16;
+  std::vector<float> x(n);
+  for (int i = 0; i < n; ++i) x[i] = (float)(i % 5);
+  double ref = 0;
+  for (float v : x) ref += v;
+  std::vector<int> bad(3, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      for (int it = 0; it < 20; ++it) {
+        std::vector<float> partials(blocks);
+        float out = -1.f;
+        two_pass_sum(blocks, x.data(), partials.data(), &out, n);
+        bad[t] += out != (float)ref;
+      }
+    });
+  for (auto& th : threads) th.join();
+  SIMT_CHECK(bad[0] == 0 && bad[1] == 0 && bad[2] == 0);
 }
 
 SIMT_TEST(schedule_spec_parsing) {

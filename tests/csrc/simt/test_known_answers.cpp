@@ -270,4 +270,10 @@ SIMT_TEST(two_dimensional_transpose) {
   });
 }
 
+SIMT_TEST(launch_with_deduced_template_arguments) {
+  std::vector<double> p(1000, -1.0);
+  fill_deduced(p.data(), 0.5, 1000, 0);
+  for (int i = 0; i < 1000; ++i) SIMT_CHECK(p[i] == 0.5 + i);
+}
+
 SIMT_TEST_MAIN()

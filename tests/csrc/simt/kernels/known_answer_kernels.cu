@@ -205,6 +205,11 @@ __global__ void transpose_kernel(const float* in, float* out, int rows, int cols
     if (col0 + c < cols && row0 + tx < rows) out[(col0 + c) * rows + row0 + tx] = tile[tx][c];
 }
 
+template <typename T>
+__global__ void fill_kernel(T* p, T v, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) p[i] = v + static_cast<T>(i);
+}
+
 __global__ void copy_kernel(const float* __restrict__ x, float* __restrict__ y, int n) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) y[i] = x[i];
 }
@@ -265,6 +270,12 @@ void transpose(const float* in, float* out, int rows, int cols) {
 // lowers it to __tsan_atomic* calls, which the emulator runtime provides.
 std::atomic<unsigned> g_copy_launches{0};
 unsigned copy_launches() { return g_copy_launches.load(); }
+
+void fill_deduced(double* p, double v, int n, unsigned stream_like) {
+  // No template arguments: deduced from the call, as with <<<>>>. Grid and
+  // block given as dim3, smem as size_t.
+  FUSEDOPT_LAUNCH(dim3(3), dim3(32), size_t(0), (cudaStream_t)(uintptr_t)stream_like, fill_kernel)(p, v, n);
+}
 
 void copy(int blocks, int threads, const float* x, float* y, int n) {
   g_copy_launches.fetch_add(1);

@@ -45,6 +45,8 @@ void warp_ops(int blocks, const int* x, int* scan, unsigned* ballots, int* misc,
 void warp_sync_reduce(const float* x, float* out);
 // 2D transpose through a padded shared tile (dim3 grid/block).
 void transpose(const float* in, float* out, int rows, int cols);
+// p[i] = v + i through a kernel template whose arguments are deduced.
+void fill_deduced(double* p, double v, int n, unsigned stream_like);
 // Copy kernel for the traffic counter.
 void copy(int blocks, int threads, const float* x, float* y, int n);
 unsigned copy_launches();  // host-side std::atomic counter of copy() calls
