@@ -25,6 +25,7 @@ namespace FUSEDOPT_CUDA_NS {
 constexpr int kParamReserve = 384;
 constexpr int64_t kMaxBlocksPerLaunch = int64_t(1) << 24;  // 2^40 elements per launch
 constexpr int kWarps = kBlockThreads / 32;
+static_assert(kChunkSize % kILP == 0 && kChunkSize <= (int64_t(1) << 30), "in-chunk offsets are 32-bit");
 
 constexpr int slot_bytes(int lists) { return lists * 8 + 4 * 8 + 2 * 4; }
 constexpr int slot_capacity(int lists, int param_bytes) {
@@ -140,11 +141,15 @@ __global__ void __launch_bounds__(kBlockThreads)
     else hi = mid - 1;
   }
   const int slot = lo;
+  // Per-tensor coefficients first: pow() in them is a call on the GPU, and nothing else is live
+  // across it yet (no spills around the call).
+  const typename Op::Coeffs k = op.coeffs(t.step[slot], t.tensor[slot]);
   const int64_t chunk_in_slot = block - t.block_start[slot];
   const int64_t begin = (t.first_chunk[slot] + chunk_in_slot) * kChunkSize;
   const int64_t rest = t.numel[slot] - begin;
-  const int64_t n = rest < kChunkSize ? rest : kChunkSize;
-  const typename Op::Coeffs k = op.coeffs(t.step[slot], t.tensor[slot]);
+  // Offsets within a chunk fit in 32 bits (kChunkSize <= 2^30); the 64-bit part is in `begin`,
+  // folded into the base pointers once.
+  const int n = static_cast<int>(rest < kChunkSize ? rest : kChunkSize);
 
   P* param = static_cast<P*>(t.ptr[0][slot]) + begin;
   const P* grad = nullptr;
@@ -163,7 +168,7 @@ FUSEDOPT_UNROLL
 
   double acc_a = 0.0, acc_b = 0.0;
   // One element: load -> op -> store (scalar accesses).
-  auto scalar_element = [&](int64_t i) {
+  auto scalar_element = [&](int i) {
     C p = kMaster ? C(master[i]) : Storage<P>::load(param[i]);
     C g = C(0);
     if (Op::kHasGrad) g = Storage<P>::load(grad[i]);
@@ -183,9 +188,9 @@ FUSEDOPT_UNROLL
   if (aligned) {
     // Fast path: kILP consecutive elements per thread per iteration with vector accesses
     // (128-bit for fp32 lists), then a scalar tail of < kILP elements.
-    const int64_t nvec = n / kILP;
-    for (int64_t v = threadIdx.x; v < nvec; v += kBlockThreads) {
-      const int64_t i = v * kILP;
+    const int nvec = n / kILP;
+    for (int v = threadIdx.x; v < nvec; v += kBlockThreads) {
+      const int i = v * kILP;
       C p[kILP], g[kILP];
       ElemState<C, kS> e[kILP];
       if constexpr (kMaster) Storage<float>::load4(master + i, p);  // C == float here
@@ -220,16 +225,16 @@ FUSEDOPT_UNROLL
         Storage<P>::store4(param + i, p);
       }
     }
-    for (int64_t i = nvec * kILP + threadIdx.x; i < n; i += kBlockThreads) scalar_element(i);
+    for (int i = nvec * kILP + threadIdx.x; i < n; i += kBlockThreads) scalar_element(i);
   } else {
     // Misaligned chunk: strided scalar accesses, kILP independent elements in flight per thread
     // (all loads of an iteration are issued before any math).
-    for (int64_t base = 0; base < n; base += int64_t(kBlockThreads) * kILP) {
+    for (int base = 0; base < n; base += kBlockThreads * kILP) {
       C p[kILP], g[kILP];
       ElemState<C, kS> e[kILP];
 FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) {
-        const int64_t i = base + threadIdx.x + int64_t(j) * kBlockThreads;
+        const int i = base + static_cast<int>(threadIdx.x) + j * kBlockThreads;
         p[j] = C(0);
         g[j] = C(0);
 FUSEDOPT_UNROLL
@@ -244,12 +249,12 @@ FUSEDOPT_UNROLL
       }
 FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) {
-        const int64_t i = base + threadIdx.x + int64_t(j) * kBlockThreads;
+        const int i = base + static_cast<int>(threadIdx.x) + j * kBlockThreads;
         if (i < n) op.element(p[j], g[j], e[j].s, k, acc_a, acc_b);
       }
 FUSEDOPT_UNROLL
       for (int j = 0; j < kILP; ++j) {
-        const int64_t i = base + threadIdx.x + int64_t(j) * kBlockThreads;
+        const int i = base + static_cast<int>(threadIdx.x) + j * kBlockThreads;
         if (i < n) {
 FUSEDOPT_UNROLL
           for (int s = 0; s < kS; ++s)
