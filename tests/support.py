@@ -244,9 +244,11 @@ def fused_state(opt, p) -> dict:
 
 
 def compare_with_reference(opt, ref, params, step: int, master: bool = False,
-                           f64_slack: float = 1.0):
+                           f64_slack: float = 1.0, allow_pristine: bool = False):
     """Params and every state tensor of ``opt`` against the float64 reference ``ref``.
-    ``f64_slack`` widens the tolerance of float64 params/states only."""
+    ``f64_slack`` widens the tolerance of float64 params/states only. ``allow_pristine``: a
+    param whose only steps were skipped (found_inf) may hold a pristine state where the
+    reference has none."""
     ref_params = ref.params()
     assert len(ref_params) == len(params)
     for i, p in enumerate(params):
@@ -254,7 +256,7 @@ def compare_with_reference(opt, ref, params, step: int, master: bool = False,
         fs = fused_state(opt, p)
         rs = ref.state.get(i, {})
         use_master = master and p.dtype in LOW_PRECISION
-        if not rs and fs:
+        if not rs and fs and allow_pristine:
             # State created lazily for a param whose only steps so far were skipped (found_inf):
             # it must be pristine (step 0, zero moments, master == param), i.e. equivalent to
             # no state at all.
@@ -401,7 +403,8 @@ def run_vs_reference(name: str, params, *, steps: int = 8, plan=standard_plan, g
         for attr in ("grad_scale", "found_inf"):
             if hasattr(opt, attr):
                 delattr(opt, attr)
-        compare_with_reference(opt, ref, params, step, master=master, f64_slack=f64_slack)
+        compare_with_reference(opt, ref, params, step, master=master, f64_slack=f64_slack,
+                               allow_pristine=amp is not None)
         sync_low_precision(ref, params, master)
     return opt, ref
 
