@@ -102,8 +102,10 @@ void note_atomic(const volatile void* addr, unsigned size, void* pc);  // race/t
 
 template <class T>
 inline T shfl(int op, unsigned mask, T var, int arg, int width, const char* file, int line) {
-  static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= 16,
-                "__shfl_*_sync: type must be trivially copyable and at most 16 bytes");
+  // Not is_trivially_copyable: __half / __half2 / __nv_bfloat16 have
+  // user-provided assignment operators but are plain bit containers.
+  static_assert(sizeof(T) <= 16 && std::is_standard_layout<T>::value,
+                "__shfl_*_sync: value must be a plain type of at most 16 bytes");
   T out;
   warp_collective(op, mask, &var, sizeof(T), arg, width, &out, file, line);
   return out;
@@ -386,7 +388,10 @@ inline unsigned __brev(unsigned x) {
 inline unsigned long long __brevll(unsigned long long x) {
   return ((unsigned long long)__brev((unsigned)x) << 32) | __brev((unsigned)(x >> 32));
 }
-inline int __mul24(int x, int y) { return ((x << 8) >> 8) * ((y << 8) >> 8); }
+inline int __mul24(int x, int y) {  // low 24 bits, sign-extended, multiplied
+  auto s24 = [](int v) { return (int)((unsigned)v << 8) >> 8; };
+  return (int)((unsigned)s24(x) * (unsigned)s24(y));
+}
 inline unsigned __umul24(unsigned x, unsigned y) { return (x & 0xffffffu) * (y & 0xffffffu); }
 inline int __mulhi(int x, int y) { return (int)(((long long)x * y) >> 32); }
 inline unsigned __umulhi(unsigned x, unsigned y) { return (unsigned)(((unsigned long long)x * y) >> 32); }

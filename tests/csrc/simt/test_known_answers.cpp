@@ -247,6 +247,19 @@ SIMT_TEST(warp_intrinsics) {
   });
 }
 
+SIMT_TEST(shuffles_of_half_bf16_double) {
+  std::vector<float> x(32), out(96);
+  for (int l = 0; l < 32; ++l) x[l] = (float)(l * 4 - 50);  // exact in half and bf16
+  simt_test::for_each_schedule([&](const std::string& s) {
+    shuffle_types(x.data(), out.data());
+    for (int l = 0; l < 32; ++l) {
+      SIMT_CHECK_MSG(out[l] == x[l ^ 1], s);
+      SIMT_CHECK_MSG(out[32 + l] == x[l + 2 < 32 ? l + 2 : l], s);
+      SIMT_CHECK_MSG(out[64 + l] == x[31 - l], s);
+    }
+  });
+}
+
 SIMT_TEST(warp_reduction_with_syncwarp) {
   std::vector<float> x(64);
   float ref = 0;

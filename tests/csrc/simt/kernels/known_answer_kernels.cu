@@ -192,6 +192,21 @@ __global__ void warp_sync_reduce_kernel(const float* x, float* out) {
   if (threadIdx.x == 0) out[0] = s[0];
 }
 
+// Shuffles of 16-bit and 64-bit types (NVIDIA's __half/__nv_bfloat16 are not
+// trivially copyable in C++ terms; they must still shuffle).
+__global__ void shuffle_types_kernel(const float* x, float* out) {
+  const int lane = threadIdx.x;
+  __half h = __float2half(x[lane]);
+  __nv_bfloat16 b = __float2bfloat16(x[lane]);
+  double d = static_cast<double>(x[lane]);
+  h = __shfl_xor_sync(kFull, h, 1);
+  b = __shfl_down_sync(kFull, b, 2);
+  d = __shfl_sync(kFull, d, 31 - lane);
+  out[lane] = __half2float(h);
+  out[32 + lane] = __bfloat162float(b);
+  out[64 + lane] = static_cast<float>(d);
+}
+
 constexpr int kTile = 32;
 __global__ void transpose_kernel(const float* in, float* out, int rows, int cols) {
   __shared__ float tile[kTile][kTile + 1];
@@ -260,6 +275,7 @@ void atomics(int blocks, int threads, const int* keys, int n, AtomicOut* out) {
 void warp_ops(int blocks, const int* x, int* scan, unsigned* ballots, int* misc, int n) {
   FUSEDOPT_LAUNCH(blocks, 128, 0, 0, warp_ops_kernel)(x, scan, ballots, misc, n);
 }
+void shuffle_types(const float* x, float* out) { FUSEDOPT_LAUNCH(1, 32, 0, 0, shuffle_types_kernel)(x, out); }
 void warp_sync_reduce(const float* x, float* out) { FUSEDOPT_LAUNCH(1, 64, 0, 0, warp_sync_reduce_kernel)(x, out); }
 void transpose(const float* in, float* out, int rows, int cols) {
   dim3 block(kTile, 8);

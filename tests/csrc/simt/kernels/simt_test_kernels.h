@@ -41,6 +41,9 @@ void atomics(int blocks, int threads, const int* keys, int n, AtomicOut* out);
 // Warp intrinsics: inclusive scan (shfl_up), ballot/any/all, match_any,
 // reduce_add, segmented shuffle with width 8, __syncthreads_count.
 void warp_ops(int blocks, const int* x, int* scan, unsigned* ballots, int* misc, int n);
+// One warp: out[l] = x[l^1] via __half, out[32+l] = x[l+2] (own value for
+// l >= 30) via bf16, out[64+l] = x[31-l] via double shuffles.
+void shuffle_types(const float* x, float* out);
 // Sum of 64 floats: shared-memory warp reduction with __syncwarp (1 block, 64 threads).
 void warp_sync_reduce(const float* x, float* out);
 // 2D transpose through a padded shared tile (dim3 grid/block).
