@@ -329,9 +329,10 @@ std::string launch_prefix(ErrorKind kind) {
          (s ? s->kernel : "?") + "` (launched at " + (s ? site(s->file, s->line) : "?") + ")";
 }
 
-// ---- stack overflow reports ---------------------------------------------------
+// ---- crash reports ------------------------------------------------------------
 // A fault in a guard page below a fiber stack means the kernel overflowed its
-// fiber stack: say so (with kernel, block, thread) before the default crash.
+// fiber stack; any other fault while a kernel runs is a bad access of the
+// kernel. Say so (with kernel, block, thread) before the default crash.
 // Not installed under ASan, which has its own handler and knows the fiber
 // stacks from the switch annotations.
 struct sigaction g_old_segv;
@@ -339,19 +340,29 @@ struct sigaction g_old_segv;
 void segv_handler(int sig, siginfo_t* si, void* uc) {
   uintptr_t a = (uintptr_t)si->si_addr;
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  const detail::LaunchSpec* s = g_launch.spec;
+  char buf[1024];
+  int n = 0;
   if (g_stack_stride && a - g_stack_region_lo < g_stack_region_span &&
       (a - g_stack_region_lo) % g_stack_stride < page) {
-    char buf[1024];
-    const detail::LaunchSpec* s = g_launch.spec;
-    int n = std::snprintf(buf, sizeof buf,
-                          "fusedopt::simt: fiber stack overflow in kernel `%s` (launched at %s:%d), block %llu, "
-                          "thread %u: the %zu KiB stack of an emulated thread is exhausted (deep recursion or "
-                          "large local arrays; raise FUSEDOPT_SIMT_STACK_KB)\n",
-                          s ? s->kernel : "?", s ? s->file : "?", s ? s->line : 0,
-                          (unsigned long long)g_block.linear, g_cur ? g_cur->linear : 0u,
-                          (g_stack_stride - page) / 1024);
-    if (n > 0) (void)!write(2, buf, (size_t)std::min(n, (int)sizeof buf - 1));
+    n = std::snprintf(buf, sizeof buf,
+                      "fusedopt::simt: fiber stack overflow in kernel `%s` (launched at %s:%d), block %llu, "
+                      "thread %u: the %zu KiB stack of an emulated thread is exhausted (deep recursion or "
+                      "large local arrays; raise FUSEDOPT_SIMT_STACK_KB)\n",
+                      s ? s->kernel : "?", s ? s->file : "?", s ? s->line : 0,
+                      (unsigned long long)g_block.linear, g_cur ? g_cur->linear : 0u,
+                      (g_stack_stride - page) / 1024);
+  } else if (g_cur && s) {
+    // Any other fault inside a kernel: at least say which kernel and thread
+    // (invalid pointer, out-of-bounds access into unmapped memory, or a
+    // misaligned vector access compiled to an aligned SSE instruction).
+    n = std::snprintf(buf, sizeof buf,
+                      "fusedopt::simt: segmentation fault in kernel `%s` (launched at %s:%d), block %llu, "
+                      "thread %u, address %p\n",
+                      s->kernel, s->file, s->line, (unsigned long long)g_block.linear, g_cur->linear,
+                      si->si_addr);
   }
+  if (n > 0) (void)!write(2, buf, (size_t)std::min(n, (int)sizeof buf - 1));
   // Re-run the faulting access under the previous disposition.
   sigaction(SIGSEGV, &g_old_segv, nullptr);
   (void)sig;

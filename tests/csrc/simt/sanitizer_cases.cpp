@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     std::printf("misaligned_float4: NOT CAUGHT\n");
     return 1;
   }
-  if (std::strcmp(argv[1], "stack_overflow") == 0) {
+  if (std::strcmp(argv[1], "stack_overflow") == 0 || std::strcmp(argv[1], "null_write") == 0) {
 #if !defined(__SANITIZE_ADDRESS__)
     // The plain build dies from SIGSEGV after its report; ctest treats a
     // signal as failure whatever the output, so crash in a child process.
@@ -44,6 +44,12 @@ int main(int argc, char** argv) {
       return WIFSIGNALED(status) ? 0 : 1;
     }
 #endif
+    if (argv[1][0] == 'n') {
+      std::vector<float> x(64, 1.f);
+      simt_tests::bug_oob_tail_write(1, 64, x.data(), nullptr);  // writes through a null pointer
+      std::printf("null_write: NOT CAUGHT\n");
+      return 1;
+    }
     std::vector<int> out(32);
     simt_tests::bug_stack_overflow(100000, out.data());
     std::printf("stack_overflow: NOT CAUGHT\n");
