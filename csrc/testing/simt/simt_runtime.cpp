@@ -1341,7 +1341,8 @@ void run_launch(const LaunchSpec& spec, Thunk body, void* ctx, size_t ctx_size) 
   t_in_launch = false;
 #if defined(FUSEDOPT_SIMT_ASAN)
   ASAN_UNPOISON_MEMORY_REGION(fusedopt_simt_dynsmem_tls, kMaxDynSmemCap);
-  // Abandoned fibers leave poisoned frames behind on stacks we will reuse.
+  // Belt and braces after a failure: no fiber frame poisoning may survive on
+  // the stacks the next launch reuses.
   if (g_launch.failed) ASAN_UNPOISON_MEMORY_REGION(g_stack_region, g_stack_stride * g_stack_count);
 #endif
 
