@@ -138,7 +138,7 @@ for cubin in sorted(glob.glob(os.path.join(out, "cubin", "*.cubin"))):
 with open(os.path.join(out, "sass_check.txt"), "w") as f:
     for (arch, k), (l, s) in sorted(seen.items()):
         f.write(f"{arch}\tLDG.E.128={l}\tSTG.E.128={s}\t{k}\n")
-ops = {re.search(r"<(\w+)<", k).group(1) for (_, k) in seen}
+ops = {re.search(r"(\w+)<float", k).group(1) for (_, k) in seen}
 missing = set(WRITES) - ops
 if missing:
     sys.exit(f"SASS check: no fp32 instance found for {sorted(missing)}")

@@ -297,6 +297,32 @@ TEST_CASE(multi_launch_lists_both_layouts) {
                                              ", planned " + std::to_string(plan.size()));
       if (layout == emu::TableLayout::k4KB) CHECK_MSG(plan.size() >= 4, oc.name + ": expected a multi-launch plan");
     }
+    // Norms over more tensors than one cleanup table holds (4 KB: 115): several cleanup
+    // launches, then the separate global-norm kernel.
+    std::vector<int64_t> many(300);
+    std::vector<int> many_offs(300);
+    for (size_t i = 0; i < many.size(); ++i) {
+      many[i] = int64_t(rng() % 300);
+      many_offs[i] = static_cast<int>(i % 4);
+    }
+    many[17] = 3 * 65536 + 1;
+    TensorSet s = TensorSet::make(DType::Float32, false, 0, many, many_offs, 9);
+    s.set_grads(10);
+    const ParamLists L = s.view();
+    std::vector<float> pc(many.size()), pe(many.size());
+    float gc = 0, ge = 0;
+    const uint64_t before = fusedopt::simt::launch_count();
+    emu::l2_norm(L.grad, DType::Float32, L.numel, L.count, nullptr, pe.data(), &ge);
+    const uint64_t launched = fusedopt::simt::launch_count() - before;
+    cpu::l2_norm(L.grad, DType::Float32, L.numel, L.count, nullptr, pc.data(), &gc);
+    for (size_t t = 0; t < many.size(); ++t) CHECK(std::fabs(pc[t] - pe[t]) <= 1e-6f * pc[t]);
+    CHECK(std::fabs(gc - ge) <= 1e-6f * gc);
+    emu::PlanShape norm;
+    norm.op = emu::OpKind::kL2Norm;
+    norm.global = true;
+    const auto plan = emu::plan_op(norm, many.data(), static_cast<int64_t>(many.size()), layout);
+    CHECK(launched == plan.size());
+    if (layout == emu::TableLayout::k4KB) CHECK(plan.back().kernel == "finish");
   }
   emu::set_table_layout(emu::TableLayout::k4KB);
 }
