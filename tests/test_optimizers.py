@@ -436,3 +436,34 @@ def test_parity_with_torch_optim(backend, name, torch_cls, kw):
                     scale = max(float(sb[k].abs().max()), 1e-3) if sb[k].numel() else 1.0
                     torch.testing.assert_close(sa[k], sb[k], rtol=3e-5, atol=1e-6 * scale,
                                                msg=lambda m: f"param {i} {k} step {step}: {m}")
+
+
+# ---- options changed between steps (group[key] = ...) ------------------------------------------
+
+CHANGES = [
+    ("adam", dict(amsgrad=True)),
+    ("adam", dict(weight_decay=0.0, betas=(0.8, 0.99), eps=1e-4)),
+    ("adam", dict(adam_w_mode=True, maximize=True)),
+    ("lamb", dict(max_grad_norm=None, trust_clip=True)),
+    ("lion", dict(betas=(0.8, 0.95), weight_decay=0.0)),
+    ("sgd", dict(momentum=0.9, dampening=0.3)),      # momentum switched on mid-training
+    ("sgd", dict(nesterov=True, weight_decay=0.0)),
+    ("lars", dict(momentum=0.5, dampening=0.3, clip=True)),
+    ("lars", dict(lars_exclude=True)),
+]
+
+
+@pytest.mark.parametrize("name,change", CHANGES,
+                         ids=[f"{n}[{_case_id(c)}]" for n, c in CHANGES])
+def test_option_changed_between_steps_is_honoured(backend, name, change):
+    start = dict(TEST_KW[name])
+    if name in ("sgd", "lars") and "momentum" in change:
+        start["momentum"] = 0.0
+
+    def before_step(step, opt, ref):
+        if step == 4:
+            for groups in (opt.param_groups, ref.param_groups):
+                for g in groups:
+                    g.update(change)
+
+    run_vs_reference(name, _params(backend.device, seed=13), before_step=before_step, **start)
