@@ -467,3 +467,34 @@ def test_option_changed_between_steps_is_honoured(backend, name, change):
                     g.update(change)
 
     run_vs_reference(name, _params(backend.device, seed=13), before_step=before_step, **start)
+
+
+# ---- zero norms (LAMB/LARS trust-ratio fallbacks), zero params and zero grads -------------------
+
+@pytest.mark.parametrize("name,options", [
+    ("lamb", {}), ("lamb", dict(use_nvlamb=True, weight_decay=0.0)),
+    ("lamb", dict(min_trust_ratio=0.5, max_trust_ratio=2.0)), ("lamb", dict(adam_w_mode=False)),
+    ("lars", {}), ("lars", dict(clip=True)), ("lars", dict(weight_decay=0.0)),
+    ("adam", {}), ("lion", {}), ("sgd", {})],
+    ids=lambda v: v if isinstance(v, str) else _case_id(v))
+def test_zero_params_and_zero_grads(backend, name, options):
+    """A param that is all zeros (||p|| = 0) and a param whose grad is all zeros (||g|| = 0,
+    and for LAMB ||u|| = 0 without weight decay): the trust ratios fall back to 1."""
+    Reference = reference_cls()
+    dev = backend.device
+    gen = torch.Generator().manual_seed(14)
+    values = [torch.zeros(5), torch.randn(7, generator=gen), torch.randn(4, 3, generator=gen),
+              torch.zeros(0)]
+    params = [v.to(dev) for v in values]
+    kw = {**TEST_KW[name], **options}
+    opt = FUSED[name](params, **kw)
+    ref = Reference(name, [p.cpu() for p in params], **kw)
+    for step in range(4):
+        grads = [torch.randn(5, generator=gen).to(dev) if step % 2 else torch.zeros(5, device=dev),
+                 torch.zeros(7, device=dev),
+                 torch.randn(4, 3, generator=gen).to(dev), torch.zeros(0, device=dev)]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        ref.step([g.cpu() for g in grads])
+        compare_with_reference(opt, ref, params, step)
