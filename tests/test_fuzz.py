@@ -2,7 +2,6 @@
 memory layouts of params and grads), an optimizer, its options, param groups and a GradScaler
 scale / overflow step, and compares against the float64 reference after every step. Bounded
 and derandomized so the suite stays fast and reproducible."""
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,8 +76,3 @@ def test_random_tensor_lists_match_reference(backend, problem):
                      grad_layouts=[s["grad_layout"] for s in specs], groups=groups, amp=amp_fn,
                      f64_slack=F64_SLACK.get(name, 1.0), seed=seed, **kw)
 
-
-@pytest.mark.parametrize("name", NAMES)
-def test_fuzz_strategy_covers_every_optimizer(name):
-    """The fuzzer's options come from the option matrix, which has cases for every optimizer."""
-    assert OPTION_CASES[name]
