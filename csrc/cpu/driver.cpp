@@ -79,11 +79,9 @@ void run_tasks(int64_t n, Task&& task) {
 // many tiny tensors do not cost one scheduling round trip each.
 constexpr int64_t kTaskElems = kChunkSize;
 
-// Runs body(chunk, index) for chunks [first, last) of the plan. reverse: hand out the last
-// chunks first (to start on data the previous pass touched last, while it is still in cache).
+// Runs body(chunk, index) for the chunks at plan indices [first, last).
 template <class Body>
-void for_chunks(const std::vector<ChunkRef>& chunks, size_t first, size_t last, bool reverse,
-                Body&& body) {
+void for_chunks(const std::vector<ChunkRef>& chunks, size_t first, size_t last, Body&& body) {
   if (first >= last) return;
   std::vector<size_t> starts;  // task t covers chunks [starts[t], starts[t + 1])
   starts.reserve(last - first + 1);
@@ -96,46 +94,110 @@ void for_chunks(const std::vector<ChunkRef>& chunks, size_t first, size_t last, 
     elems += chunks[i].end - chunks[i].begin;
   }
   starts.push_back(last);
-  const int64_t ntasks = static_cast<int64_t>(starts.size()) - 1;
-  run_tasks(ntasks, [&](int64_t k) {
-    const size_t t = static_cast<size_t>(reverse ? ntasks - 1 - k : k);
-    for (size_t i = starts[t]; i < starts[t + 1]; ++i)
+  run_tasks(static_cast<int64_t>(starts.size()) - 1, [&](int64_t t) {
+    for (size_t i = starts[static_cast<size_t>(t)]; i < starts[static_cast<size_t>(t) + 1]; ++i)
       body(chunks[i], static_cast<int64_t>(i));
   });
 }
 
 template <class Body>
 void for_each_chunk(const std::vector<ChunkRef>& chunks, Body&& body) {
-  for_chunks(chunks, 0, chunks.size(), false, body);
+  for_chunks(chunks, 0, chunks.size(), body);
 }
 
-// Two-pass optimizers (LAMB, LARS) run in waves: consecutive whole tensors of about kWaveElems
-// elements get pass 1, their per-tensor norms, then pass 2, so pass 2 re-reads data pass 1 just
-// brought into L2/L3 instead of going back to DRAM. A tensor larger than a wave is a wave.
-constexpr int64_t kWaveElems = int64_t(1) << 20;
+// ---- two-pass optimizers (LAMB, LARS) ----------------------------------------------------------
+// Pass 1 yields a partial per chunk, finish(t, sums) turns tensor t's sums into its scalar
+// (trust ratio), pass 2 applies it. A tensor of at most kSoloElems elements is a "solo" task: one
+// thread runs its pass 1, its sums and its pass 2 back to back, so pass 2 re-reads data that is
+// still in that core's caches, and no barrier is needed. The chunks of larger tensors join the
+// same pool of tasks for pass 1; after the one barrier, their pass-2 chunks run. Sums are taken
+// over a tensor's chunk partials in chunk order either way: the result does not depend on the
+// thread count or on which path a tensor took.
+int64_t solo_elems() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("FUSEDOPT_CPU_SOLO");  // tuning experiments only
+    return e ? std::atoll(e) : (int64_t(1) << 20);
+  }();
+  return v;
+}
 
-struct Wave {
-  size_t first_chunk, last_chunk;  // [first, last) in the chunk plan
-  int64_t first_tensor, last_tensor;
-};
-
-std::vector<Wave> plan_waves(const ParamLists& L, const std::vector<ChunkRef>& chunks) {
-  std::vector<Wave> waves;
-  size_t c = 0;
-  int64_t t = 0;
-  while (t < L.count) {
-    Wave w{c, c, t, t};
-    int64_t elems = 0;
-    while (t < L.count && (t == w.first_tensor || elems + L.numel[t] <= kWaveElems)) {
-      elems += L.numel[t];
-      ++t;
-    }
-    while (c < chunks.size() && chunks[c].tensor < t) ++c;
-    w.last_chunk = c;
-    w.last_tensor = t;
-    waves.push_back(w);
+//
+// scratch_bytes (bytes per element, 0 for none): solo tasks hand pass 1 and pass 2 a per-thread
+// buffer for the tensor, at the chunk's offset (LAMB keeps its update directions there so that
+// pass 2 reads p and u from cache instead of p, m, v, and does not recompute u). Large tensors
+// get nullptr.
+template <class Pass1, class Finish, class Pass2>
+void two_pass(const ParamLists& L, const std::vector<ChunkRef>& chunks, size_t scratch_bytes,
+              Pass1&& pass1, Finish&& finish, Pass2&& pass2) {
+  const size_t count = static_cast<size_t>(L.count);
+  std::vector<size_t> first(count + 1);  // tensor t owns chunks [first[t], first[t + 1])
+  for (size_t t = 0, c = 0; t <= count; ++t) {
+    while (c < chunks.size() && static_cast<size_t>(chunks[c].tensor) < t) ++c;
+    first[t] = c;
   }
-  return waves;
+  std::vector<SquaresPartial> partials(chunks.size());
+  auto sums_of = [&](size_t t) {
+    SquaresPartial s;
+    for (size_t i = first[t]; i < first[t + 1]; ++i) {
+      s.param += partials[i].param;
+      s.second += partials[i].second;
+    }
+    return s;
+  };
+  struct Task {
+    size_t begin, end;  // solo: tensors [begin, end); else: the one chunk `begin`
+    bool solo;
+  };
+  std::vector<Task> tasks;
+  std::vector<size_t> large;
+  for (size_t t = 0; t < count;) {
+    if (L.numel[t] > solo_elems()) {
+      large.push_back(t++);
+      continue;
+    }
+    Task k{t, t, true};
+    int64_t elems = 0;  // group tiny tensors up to kTaskElems per task
+    while (t < count && L.numel[t] <= solo_elems() &&
+           (k.end == k.begin || elems + L.numel[t] <= kTaskElems)) {
+      elems += L.numel[t++];
+      k.end = t;
+    }
+    tasks.push_back(k);
+  }
+  for (size_t t : large)
+    for (size_t i = first[t]; i < first[t + 1]; ++i) tasks.push_back({i, i + 1, false});
+
+  run_tasks(static_cast<int64_t>(tasks.size()), [&](int64_t k) {
+    const Task& task = tasks[static_cast<size_t>(k)];
+    if (!task.solo) {
+      partials[task.begin] = pass1(chunks[task.begin], nullptr);
+      return;
+    }
+    thread_local std::vector<char> scratch;
+    for (size_t t = task.begin; t < task.end; ++t) {
+      char* buf = nullptr;
+      if (scratch_bytes > 0) {
+        const size_t need = static_cast<size_t>(L.numel[t]) * scratch_bytes;
+        if (scratch.size() < need) scratch.resize(need);
+        buf = scratch.data();
+      }
+      auto at = [&](const ChunkRef& ck) {
+        return buf ? buf + static_cast<size_t>(ck.begin) * scratch_bytes : nullptr;
+      };
+      for (size_t i = first[t]; i < first[t + 1]; ++i)
+        partials[i] = pass1(chunks[i], at(chunks[i]));
+      finish(t, sums_of(t));
+      for (size_t i = first[t]; i < first[t + 1]; ++i) pass2(chunks[i], at(chunks[i]));
+    }
+  });
+  if (large.empty()) return;
+  std::vector<ChunkRef> rest;
+  for (size_t t : large) {
+    finish(t, sums_of(t));
+    rest.insert(rest.end(), chunks.begin() + static_cast<std::ptrdiff_t>(first[t]),
+                chunks.begin() + static_cast<std::ptrdiff_t>(first[t + 1]));
+  }
+  for_chunks(rest, 0, rest.size(), [&](const ChunkRef& ck, int64_t) { pass2(ck, nullptr); });
 }
 
 // Shared prologue of every optimizer step: honours found_inf (the whole call becomes a no-op,
@@ -144,16 +206,6 @@ bool begin_step(const ParamLists& L, const StepInputs& in) {
   if (in.skip()) return false;
   for (int64_t t = 0; t < L.count; ++t) *L.step[t] += 1.0f;
   return true;
-}
-
-// Sums the partials of chunks [first, last) into per-tensor totals, in chunk order
-// (deterministic).
-void per_tensor_sums(const std::vector<ChunkRef>& chunks, const std::vector<SquaresPartial>& partials,
-                     size_t first, size_t last, std::vector<SquaresPartial>& sums) {
-  for (size_t i = first; i < last; ++i) {
-    sums[static_cast<size_t>(chunks[i].tensor)].param += partials[i].param;
-    sums[static_cast<size_t>(chunks[i].tensor)].second += partials[i].second;
-  }
 }
 
 }  // namespace
@@ -195,67 +247,47 @@ void lion(const ParamLists& L, const LionHyper& h, const StepInputs& in) {
 void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
           const float* global_grad_norm) {
   if (!begin_step(L, in)) return;
-  const double lr = in.lr.get();
-  const float inv = in.inv_grad_scale();
+  const float lr = in.lr.get(), inv = in.inv_grad_scale();
   const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
-  std::vector<SquaresPartial> partials(chunks.size());
-  std::vector<SquaresPartial> sums(static_cast<size_t>(L.count));
   std::vector<float> scaled_lr(static_cast<size_t>(L.count));
-  const auto waves = plan_waves(L, chunks);
-  // Last wave first: the global grad norm pass has just read the grads front to back.
-  for (auto w = waves.rbegin(); w != waves.rend(); ++w) {
-    for_chunks(chunks, w->first_chunk, w->last_chunk, /*reverse=*/true,
-               [&](const ChunkRef& ck, int64_t i) {
-                 partials[static_cast<size_t>(i)] = kernels().lamb_moments(L, h, inv, gnorm, ck);
-               });
-    per_tensor_sums(chunks, partials, w->first_chunk, w->last_chunk, sums);
-    for (int64_t t = w->first_tensor; t < w->last_tensor; ++t) {
-      const auto& s = sums[static_cast<size_t>(t)];
-      const float ratio = math::lamb_trust_ratio(h, static_cast<float>(std::sqrt(s.param)),
-                                                 static_cast<float>(std::sqrt(s.second)));
-      scaled_lr[static_cast<size_t>(t)] = lr * ratio;
-    }
-    for_chunks(chunks, w->first_chunk, w->last_chunk, /*reverse=*/false,
-               [&](const ChunkRef& ck, int64_t) {
-                 kernels().lamb_apply(L, h, inv, gnorm, scaled_lr[static_cast<size_t>(ck.tensor)],
-                                      ck);
-               });
-  }
+  const KernelTable& k = kernels();
+  two_pass(
+      L, chunks, L.compute_in_double() ? sizeof(double) : sizeof(float),
+      [&](const ChunkRef& ck, char* u) { return k.lamb_moments(L, h, inv, gnorm, u, ck); },
+      [&](size_t t, const SquaresPartial& s) {
+        const float ratio = math::lamb_trust_ratio(h, static_cast<float>(std::sqrt(s.param)),
+                                                   static_cast<float>(std::sqrt(s.second)));
+        scaled_lr[t] = lr * ratio;
+      },
+      [&](const ChunkRef& ck, const char* u) {
+        const float lr_t = scaled_lr[static_cast<size_t>(ck.tensor)];
+        if (u) k.lamb_apply_direction(L, lr_t, u, ck);
+        else k.lamb_apply(L, h, inv, gnorm, lr_t, ck);
+      });
 }
 
 void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt) {
   if (!begin_step(L, in)) return;
-  const double lr = in.lr.get();
-  const float inv = in.inv_grad_scale();
+  const float lr = in.lr.get(), inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   std::vector<float> ratio(static_cast<size_t>(L.count), 1.0f);
-  auto apply = [&](size_t first, size_t last) {
-    for_chunks(chunks, first, last, /*reverse=*/false, [&](const ChunkRef& ck, int64_t) {
-      kernels().lars_apply(L, h, lr, inv, h.weight_decay, ratio[static_cast<size_t>(ck.tensor)],
-                           ck);
-    });
+  const KernelTable& k = kernels();
+  auto apply = [&](const ChunkRef& ck) {
+    k.lars_apply(L, h, lr, inv, h.weight_decay, ratio[static_cast<size_t>(ck.tensor)], ck);
   };
   if (!adapt) {
-    apply(0, chunks.size());
+    for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { apply(ck); });
     return;
   }
-  std::vector<SquaresPartial> partials(chunks.size());
-  std::vector<SquaresPartial> sums(static_cast<size_t>(L.count));
-  for (const Wave& w : plan_waves(L, chunks)) {
-    for_chunks(chunks, w.first_chunk, w.last_chunk, /*reverse=*/true,
-               [&](const ChunkRef& ck, int64_t i) {
-                 partials[static_cast<size_t>(i)] = kernels().lars_norms(L, inv, ck);
-               });
-    per_tensor_sums(chunks, partials, w.first_chunk, w.last_chunk, sums);
-    for (int64_t t = w.first_tensor; t < w.last_tensor; ++t) {
-      const auto& s = sums[static_cast<size_t>(t)];
-      ratio[static_cast<size_t>(t)] =
-          math::lars_trust_ratio(h, true, h.weight_decay, lr, static_cast<float>(std::sqrt(s.param)),
-                                 static_cast<float>(std::sqrt(s.second)));
-    }
-    apply(w.first_chunk, w.last_chunk);
-  }
+  two_pass(
+      L, chunks, 0, [&](const ChunkRef& ck, char*) { return k.lars_norms(L, inv, ck); },
+      [&](size_t t, const SquaresPartial& s) {
+        ratio[t] = math::lars_trust_ratio(h, true, h.weight_decay, lr,
+                                          static_cast<float>(std::sqrt(s.param)),
+                                          static_cast<float>(std::sqrt(s.second)));
+      },
+      [&](const ChunkRef& ck, const char*) { apply(ck); });
 }
 
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,

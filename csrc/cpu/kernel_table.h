@@ -19,8 +19,10 @@ struct KernelTable {
   void (*adam)(const ParamLists&, const AdamHyper&, double lr, float inv_scale, const ChunkRef&);
   void (*sgd)(const ParamLists&, const SGDHyper&, double lr, float inv_scale, const ChunkRef&);
   void (*lion)(const ParamLists&, const LionHyper&, double lr, float inv_scale, const ChunkRef&);
+  // u_out: optional buffer for the chunk's update directions (compute type), see lamb_apply_direction.
   SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, float inv_scale,
-                                 float global_grad_norm, const ChunkRef&);
+                                 float global_grad_norm, void* u_out, const ChunkRef&);
+  void (*lamb_apply_direction)(const ParamLists&, float scaled_lr, const void* u, const ChunkRef&);
   void (*lamb_apply)(const ParamLists&, const LambHyper&, float inv_scale,
                      float global_grad_norm, float scaled_lr, const ChunkRef&);
   SquaresPartial (*lars_norms)(const ParamLists&, float inv_scale, const ChunkRef&);

@@ -226,12 +226,16 @@ void lion_chunk(const ParamLists& L, const LionHyper& h, double lr, float inv_sc
   });
 }
 
+// u_out (optional): receives the update direction u of the chunk's elements (compute type,
+// element ck.begin + i at u_out[i]) so that pass 2 need not recompute it.
 template <class P>
 SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, float inv_scale,
-                                  float global_grad_norm, const ChunkRef& ck) {
+                                  float global_grad_norm, void* u_out, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::lamb_coeffs<C>(h, *L.step[ck.tensor], inv_scale, global_grad_norm);
   LaneAcc sp, su;
+  C* const uo = static_cast<C*>(u_out);
+  int64_t off = 0;  // offset of the body's first element within the chunk
   for_each_tile<P, false>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m,
                                      C* __restrict v, C*, int64_t n) {
     // Per L1-sized piece: the update loop (vectorized like Adam's) writes u to a buffer, then
@@ -244,11 +248,13 @@ SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, float
       const C* __restrict gb = g + b;
       C* __restrict mb = m + b;
       C* __restrict vb = v + b;
+      C* __restrict ub = uo ? uo + off + b : ubuf;
       for (int64_t i = 0; i < k; ++i)
-        ubuf[i] = math::lamb_moments<C>(pb[i], gb[i], mb[i], vb[i], c);
+        ub[i] = math::lamb_moments<C>(pb[i], gb[i], mb[i], vb[i], c);
       sp.add(pb, k, C(1));
-      su.add(static_cast<const C*>(ubuf), k, C(1));
+      su.add(static_cast<const C*>(ub), k, C(1));
     }
+    off += n;
   });
   return {sp.total(), su.total()};
 }
@@ -262,6 +268,23 @@ void lamb_apply_chunk(const ParamLists& L, const LambHyper& h, float inv_scale,
   for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C*, C* __restrict m, C* __restrict v,
                                     C*, int64_t n) {
     for (int64_t i = 0; i < n; ++i) math::lamb_apply<C>(p[i], m[i], v[i], lr, c);
+  });
+}
+
+// Pass 2 from the directions pass 1 stored (lamb_moments_chunk's u_out): math::lamb_apply is
+// p - scaled_lr * lamb_update_direction(p, m, v), and pass 1 evaluated that direction on the
+// same p, m, v, so this gives the same bits without reading m, v or recomputing.
+template <class P>
+void lamb_apply_direction_chunk(const ParamLists& L, float scaled_lr, const void* u,
+                                const ChunkRef& ck) {
+  using C = ComputeT<P>;
+  const C lr = C(scaled_lr);
+  const C* const ui = static_cast<const C*>(u);
+  int64_t off = 0;
+  for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C*, C*, C*, C*, int64_t n) {
+    const C* __restrict ub = ui + off;
+    for (int64_t i = 0; i < n; ++i) p[i] = p[i] - lr * ub[i];
+    off += n;
   });
 }
 
@@ -338,8 +361,13 @@ inline const KernelTable kernel_table(const char* name) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lion_chunk<P>(L, h, lr, inv, ck));
   };
   t.lamb_moments = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
-                      const ChunkRef& ck) {
-    return FUSEDOPT_DISPATCH_P(L.param_dtype, lamb_moments_chunk<P>(L, h, inv, gnorm, ck));
+                      void* u_out, const ChunkRef& ck) {
+    return FUSEDOPT_DISPATCH_P(L.param_dtype,
+                               lamb_moments_chunk<P>(L, h, inv, gnorm, u_out, ck));
+  };
+  t.lamb_apply_direction = [](const ParamLists& L, float scaled_lr, const void* u,
+                              const ChunkRef& ck) {
+    FUSEDOPT_DISPATCH_P(L.param_dtype, lamb_apply_direction_chunk<P>(L, scaled_lr, u, ck));
   };
   t.lamb_apply = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
                     float scaled_lr, const ChunkRef& ck) {

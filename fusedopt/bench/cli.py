@@ -81,6 +81,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _loadavg():
+    try:
+        return os.getloadavg()
+    except (OSError, AttributeError):
+        return None
+
+
 def make_params(layout: Layout, device: torch.device, seed: int = 0) -> List[torch.Tensor]:
     """fp32 params ~ N(0, 0.02) with grads ~ N(0, 1e-3) (so LAMB's global clipping is active on
     the large layouts), deterministic."""
@@ -165,7 +172,8 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
         if t and t.get("min_ms"):
             r["vs_torch_fused_adamw"] = r["min_ms"] / t["min_ms"]
     del entries, optimizers, snap, params
-    gc.collect()
+    if numel >= (1 << 24):  # free big layouts now, whatever cycles torch.optim keeps (0.2 s)
+        gc.collect()
     return dict(family=family, base=base if base in by else None, rows=rows,
                 restored_bitwise=restored,
                 reference=(ref.what if ref is not None else None))
@@ -241,7 +249,6 @@ def run_sweep(sizes: List[int], comps: Dict[str, C.Competitor], device: torch.de
                 points.append(dict(name=e.name, numel=n, min_ms=t[0], median_ms=t[len(t) // 2],
                                    gbps=bpe[e.name] * n / (t[0] * 1e6)))
         del entries, params, ref
-        gc.collect()
     return points
 
 
@@ -371,6 +378,11 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{torch.cuda.get_device_name(device) if gpu else cpu_name()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"fusedopt CPU SIMD {info.get('cpu_simd_level')}")
+    load = _loadavg()
+    if load is not None:
+        print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+              f"(other processes on these cores make timings noisy; ratios are from interleaved "
+              f"rounds of the same run)")
     print(f"layouts: " + "; ".join(f"{l.name} = {l.summary()} ({l.description})" for l in layouts))
     print(f"timing: {args.warmup} warm-up steps, {args.repeats} interleaved rounds per pool "
           f"({'CUDA events, L2 flushed before each step' if gpu else 'wall clock'})")
@@ -395,7 +407,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch=torch.__version__, threads=torch.get_num_threads(), fusedopt=info,
         bytes_model=C.BYTES_NOTE, repeats=args.repeats, warmup=args.warmup,
         skipped=[dict(what=s.what, reason=s.reason) for s in skipped],
-        checks=checks, layouts=[], static_gpu=static)
+        checks=checks, layouts=[], static_gpu=static, loadavg_before=_loadavg())
     try:
         for lay in layouts:
             lres = dict(name=lay.name, summary=lay.summary(), description=lay.description,
@@ -417,6 +429,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         progress.close()
     results["elapsed_s"] = round(time.time() - t0, 1)
+    results["loadavg_after"] = _loadavg()
     results["targets"] = evaluate_targets(results) if not gpu else []
 
     print(R.format_table(results))
