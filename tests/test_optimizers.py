@@ -97,6 +97,7 @@ OPTION_CASES = {
         dict(min_trust_ratio=3.0),
         dict(max_trust_ratio=0.5),
         dict(min_trust_ratio=0.2, max_trust_ratio=0.4, trust_clip=True),
+        dict(min_trust_ratio=None, max_trust_ratio=0.0),  # None / 0: no clamp
         dict(betas=(0.8, 0.9999), eps=1e-8),
     ],
     "lars": [
