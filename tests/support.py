@@ -330,6 +330,22 @@ def snapshot(opt, params) -> list:
     return out
 
 
+def assert_skipped_step(before, after, what=""):
+    """``after`` equals ``before`` bitwise (a skipped step), except that a param without state
+    before may now hold a pristine one (created lazily: step 0, zero moments, master == param)."""
+    assert len(before) == len(after)
+    for i, ((p1, st1), (p2, st2)) in enumerate(zip(before, after)):
+        if not st1 and st2:
+            assert float(st2["step"]) == 0.0, f"{what} param {i}: skipped step counted"
+            for k, v in st2.items():
+                if k == "master_param":
+                    assert_bitwise_equal(v.to(p2.dtype), p2, f"{what} param {i}: master")
+                elif k != "step":
+                    assert not bool(v.any()), f"{what} param {i}: {k} written by a skipped step"
+            st2 = {}
+        assert_snapshots_equal([(p1, st1)], [(p2, st2)], f"{what} param {i}")
+
+
 def assert_snapshots_equal(s1, s2, what=""):
     assert len(s1) == len(s2)
     for i, ((p1, st1), (p2, st2)) in enumerate(zip(s1, s2)):

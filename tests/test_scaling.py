@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from support import (FUSED, NAMES, STANDARD_SHAPES, TEST_KW, assert_snapshots_equal,
-                     bits, dense_plan, fused_state, make_grads, make_params, run_steps,
+from support import (FUSED, NAMES, STANDARD_SHAPES, TEST_KW, assert_skipped_step,
+                     assert_snapshots_equal, bits, dense_plan, fused_state, make_grads, make_params, run_steps,
                      run_vs_reference, snapshot, standard_plan)
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
@@ -54,13 +54,7 @@ def test_found_inf_step_is_a_bitwise_no_op(backend, name, dtype, with_scale):
         assert_snapshots_equal([before[i]], [after[i]], f"{name} param {i} after found_inf")
         assert torch.equal(bits(before[i][0]), bits(params[i]))
     # A param whose state would have been created by this step: no state, or a pristine one.
-    st = after[2][1]
-    if st:
-        assert float(st["step"]) == 0.0
-        for k, v in st.items():
-            if k not in ("step", "master_param"):
-                assert not bool(v.any()), f"{k} written by a skipped step"
-    assert_snapshots_equal([before[2][0:1] + ({},)], [after[2][0:1] + ({},)], "param 2")
+    assert_skipped_step([before[2]], [after[2]], f"{name} param 2")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -193,3 +187,40 @@ def test_grad_scaler_with_bf16_autocast_and_master_weights(backend, name):
             assert st["master_param"].dtype == torch.float32
             assert torch.equal(p, st["master_param"].to(torch.bfloat16))
             assert float(st["step"]) == step + 1
+
+
+@pytest.mark.parametrize("name", ["adam", "lamb", "sgd"])
+def test_grad_scaler_real_fp16_overflow(backend, name):
+    """fp16 model, fp32 master weights, a scale so large that the fp16 gradients really overflow:
+    every overflowing step is skipped bitwise (scale backs off), the others are applied."""
+    dev = backend.device
+    scaler = torch.amp.GradScaler(dev.type, init_scale=2.0 ** 24, backoff_factor=0.125,
+                                  growth_interval=1000)
+    model = _model(dev, 9).to(torch.float16)
+    params = list(model.parameters())
+    opt = FUSED[name](params, master_weights=True, **TEST_KW[name])
+    gen = torch.Generator().manual_seed(0)
+    skipped = applied = 0
+    for step in range(8):
+        x = torch.randn(8, 6, generator=gen).to(dev, torch.float16)
+        opt.zero_grad()
+        loss = model(x).float().pow(2).mean() * 100
+        scaler.scale(loss).backward()
+        overflow = any(not bool(torch.isfinite(p.grad).all()) for p in params)
+        before = snapshot(opt, params)
+        scale = float(scaler.get_scale())
+        scaler.step(opt)
+        scaler.update()
+        if overflow:
+            skipped += 1
+            assert float(scaler.get_scale()) == scale * 0.125
+            assert_skipped_step(before, snapshot(opt, params), f"{name} step {step}")
+        else:
+            applied += 1
+            assert float(scaler.get_scale()) == scale
+            for p in params:
+                st = opt.state[p]
+                assert torch.equal(p, st["master_param"].to(torch.float16))
+                assert bool(torch.isfinite(st["master_param"]).all())
+    assert skipped >= 1 and applied >= 1
+    assert all(float(opt.state[p]["step"]) == applied for p in params)
