@@ -141,9 +141,12 @@ __global__ void __launch_bounds__(kBlockThreads)
     else hi = mid - 1;
   }
   const int slot = lo;
-  // Per-tensor coefficients first: pow() in them is a call on the GPU, and nothing else is live
-  // across it yet (no spills around the call).
-  const typename Op::Coeffs k = op.coeffs(t.step[slot], t.tensor[slot]);
+  // Per-tensor coefficients (lr, step, grad_scale reads; double pow() for bias corrections):
+  // evaluated by one thread per block and shared.
+  __shared__ typename Op::Coeffs shared_coeffs;
+  if (threadIdx.x == 0) shared_coeffs = op.coeffs(t.step[slot], t.tensor[slot]);
+  __syncthreads();
+  const typename Op::Coeffs k = shared_coeffs;
   const int64_t chunk_in_slot = block - t.block_start[slot];
   const int64_t begin = (t.first_chunk[slot] + chunk_in_slot) * kChunkSize;
   const int64_t rest = t.numel[slot] - begin;
