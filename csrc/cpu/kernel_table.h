@@ -16,19 +16,19 @@ struct SquaresPartial {
 
 struct KernelTable {
   const char* name;
-  void (*adam)(const ParamLists&, const AdamHyper&, double lr, float inv_scale, const ChunkRef&);
-  void (*sgd)(const ParamLists&, const SGDHyper&, double lr, float inv_scale, const ChunkRef&);
-  void (*lion)(const ParamLists&, const LionHyper&, double lr, float inv_scale, const ChunkRef&);
+  void (*adam)(const ParamLists&, const AdamHyper&, double lr, double inv_scale, const ChunkRef&);
+  void (*sgd)(const ParamLists&, const SGDHyper&, double lr, double inv_scale, const ChunkRef&);
+  void (*lion)(const ParamLists&, const LionHyper&, double lr, double inv_scale, const ChunkRef&);
   // u_out: optional buffer for the chunk's update directions (compute type), see lamb_apply_direction.
-  SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, float inv_scale,
+  SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, double inv_scale,
                                  float global_grad_norm, void* u_out, const ChunkRef&);
   void (*lamb_apply_direction)(const ParamLists&, float scaled_lr, const void* u, const ChunkRef&);
-  void (*lamb_apply)(const ParamLists&, const LambHyper&, float inv_scale,
+  void (*lamb_apply)(const ParamLists&, const LambHyper&, double inv_scale,
                      float global_grad_norm, float scaled_lr, const ChunkRef&);
-  SquaresPartial (*lars_norms)(const ParamLists&, float inv_scale, const ChunkRef&);
-  void (*lars_apply)(const ParamLists&, const LarsHyper&, double lr, float inv_scale,
+  SquaresPartial (*lars_norms)(const ParamLists&, double inv_scale, const ChunkRef&);
+  void (*lars_apply)(const ParamLists&, const LarsHyper&, double lr, double inv_scale,
                      float weight_decay, float trust_ratio, const ChunkRef&);
-  double (*sum_squares)(const void* ptr, DType dtype, float mult, int64_t begin, int64_t end);
+  double (*sum_squares)(const void* ptr, DType dtype, double mult, int64_t begin, int64_t end);
 };
 
 extern const KernelTable kBaselineKernels;

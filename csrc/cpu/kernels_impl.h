@@ -170,7 +170,7 @@ struct LaneAcc {
 
 // ---- optimizers ----------------------------------------------------------------------------
 template <class P>
-void adam_chunk(const ParamLists& L, const AdamHyper& h, double lr, float inv_scale,
+void adam_chunk(const ParamLists& L, const AdamHyper& h, double lr, double inv_scale,
                 const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::adam_coeffs<C>(h, lr, *L.step[ck.tensor]);
@@ -192,7 +192,7 @@ void adam_chunk(const ParamLists& L, const AdamHyper& h, double lr, float inv_sc
 }
 
 template <class P>
-void sgd_chunk(const ParamLists& L, const SGDHyper& h, double lr, float inv_scale,
+void sgd_chunk(const ParamLists& L, const SGDHyper& h, double lr, double inv_scale,
                const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
@@ -214,7 +214,7 @@ void sgd_chunk(const ParamLists& L, const SGDHyper& h, double lr, float inv_scal
 }
 
 template <class P>
-void lion_chunk(const ParamLists& L, const LionHyper& h, double lr, float inv_scale,
+void lion_chunk(const ParamLists& L, const LionHyper& h, double lr, double inv_scale,
                 const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::lion_coeffs<C>(h, lr);
@@ -229,7 +229,7 @@ void lion_chunk(const ParamLists& L, const LionHyper& h, double lr, float inv_sc
 // u_out (optional): receives the update direction u of the chunk's elements (compute type,
 // element ck.begin + i at u_out[i]) so that pass 2 need not recompute it.
 template <class P>
-SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, float inv_scale,
+SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, double inv_scale,
                                   float global_grad_norm, void* u_out, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::lamb_coeffs<C>(h, *L.step[ck.tensor], inv_scale, global_grad_norm);
@@ -260,7 +260,7 @@ SquaresPartial lamb_moments_chunk(const ParamLists& L, const LambHyper& h, float
 }
 
 template <class P>
-void lamb_apply_chunk(const ParamLists& L, const LambHyper& h, float inv_scale,
+void lamb_apply_chunk(const ParamLists& L, const LambHyper& h, double inv_scale,
                       float global_grad_norm, float scaled_lr, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::lamb_coeffs<C>(h, *L.step[ck.tensor], inv_scale, global_grad_norm);
@@ -289,7 +289,7 @@ void lamb_apply_direction_chunk(const ParamLists& L, float scaled_lr, const void
 }
 
 template <class P>
-SquaresPartial lars_norms_chunk(const ParamLists& L, float inv_scale, const ChunkRef& ck) {
+SquaresPartial lars_norms_chunk(const ParamLists& L, double inv_scale, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const C inv = C(inv_scale);
   LaneAcc sp, sg;
@@ -302,7 +302,7 @@ SquaresPartial lars_norms_chunk(const ParamLists& L, float inv_scale, const Chun
 }
 
 template <class P>
-void lars_apply_chunk(const ParamLists& L, const LarsHyper& h, double lr, float inv_scale,
+void lars_apply_chunk(const ParamLists& L, const LarsHyper& h, double lr, double inv_scale,
                       float weight_decay, float trust_ratio, const ChunkRef& ck) {
   using C = ComputeT<P>;
   const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
@@ -324,7 +324,7 @@ void lars_apply_chunk(const ParamLists& L, const LarsHyper& h, double lr, float 
 }
 
 template <class S>
-double sum_squares_typed(const S* x, float mult, int64_t begin, int64_t end) {
+double sum_squares_typed(const S* x, double mult, int64_t begin, int64_t end) {
   using C = ComputeT<S>;
   const C k = C(mult);
   LaneAcc acc;
@@ -351,16 +351,16 @@ double sum_squares_typed(const S* x, float mult, int64_t begin, int64_t end) {
 inline const KernelTable kernel_table(const char* name) {
   KernelTable t;
   t.name = name;
-  t.adam = [](const ParamLists& L, const AdamHyper& h, double lr, float inv, const ChunkRef& ck) {
+  t.adam = [](const ParamLists& L, const AdamHyper& h, double lr, double inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, adam_chunk<P>(L, h, lr, inv, ck));
   };
-  t.sgd = [](const ParamLists& L, const SGDHyper& h, double lr, float inv, const ChunkRef& ck) {
+  t.sgd = [](const ParamLists& L, const SGDHyper& h, double lr, double inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, sgd_chunk<P>(L, h, lr, inv, ck));
   };
-  t.lion = [](const ParamLists& L, const LionHyper& h, double lr, float inv, const ChunkRef& ck) {
+  t.lion = [](const ParamLists& L, const LionHyper& h, double lr, double inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lion_chunk<P>(L, h, lr, inv, ck));
   };
-  t.lamb_moments = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
+  t.lamb_moments = [](const ParamLists& L, const LambHyper& h, double inv, float gnorm,
                       void* u_out, const ChunkRef& ck) {
     return FUSEDOPT_DISPATCH_P(L.param_dtype,
                                lamb_moments_chunk<P>(L, h, inv, gnorm, u_out, ck));
@@ -369,18 +369,18 @@ inline const KernelTable kernel_table(const char* name) {
                               const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lamb_apply_direction_chunk<P>(L, scaled_lr, u, ck));
   };
-  t.lamb_apply = [](const ParamLists& L, const LambHyper& h, float inv, float gnorm,
+  t.lamb_apply = [](const ParamLists& L, const LambHyper& h, double inv, float gnorm,
                     float scaled_lr, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lamb_apply_chunk<P>(L, h, inv, gnorm, scaled_lr, ck));
   };
-  t.lars_norms = [](const ParamLists& L, float inv, const ChunkRef& ck) {
+  t.lars_norms = [](const ParamLists& L, double inv, const ChunkRef& ck) {
     return FUSEDOPT_DISPATCH_P(L.param_dtype, lars_norms_chunk<P>(L, inv, ck));
   };
-  t.lars_apply = [](const ParamLists& L, const LarsHyper& h, double lr, float inv, float wd,
+  t.lars_apply = [](const ParamLists& L, const LarsHyper& h, double lr, double inv, float wd,
                     float ratio, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, lars_apply_chunk<P>(L, h, lr, inv, wd, ratio, ck));
   };
-  t.sum_squares = [](const void* x, DType dtype, float mult, int64_t b, int64_t e) {
+  t.sum_squares = [](const void* x, DType dtype, double mult, int64_t b, int64_t e) {
     return FUSEDOPT_DISPATCH_P(dtype, sum_squares_typed<P>(static_cast<const P*>(x), mult, b, e));
   };
   return t;

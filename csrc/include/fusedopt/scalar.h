@@ -40,7 +40,7 @@ struct StepInputs {
   const float* found_inf = nullptr;   // != 0 => the whole step is a bitwise no-op
 
   FUSEDOPT_HD bool skip() const { return found_inf != nullptr && *found_inf != 0.0f; }
-  FUSEDOPT_HD float inv_grad_scale() const { return grad_scale ? 1.0f / *grad_scale : 1.0f; }
+  FUSEDOPT_HD double inv_grad_scale() const { return grad_scale ? 1.0 / double(*grad_scale) : 1.0; }
 };
 
 }  // namespace fusedopt

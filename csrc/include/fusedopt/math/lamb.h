@@ -36,7 +36,7 @@ struct LambCoeffs {
 
 // global_grad_norm: norm of the unscaled grads over every group (ignored when clipping is off).
 template <class T>
-FUSEDOPT_HD inline LambCoeffs<T> lamb_coeffs(const LambHyper& h, float step, float inv_grad_scale,
+FUSEDOPT_HD inline LambCoeffs<T> lamb_coeffs(const LambHyper& h, float step, double inv_grad_scale,
                                              float global_grad_norm) {
   LambCoeffs<T> c;
   c.beta1 = T(h.beta1);
@@ -52,7 +52,7 @@ FUSEDOPT_HD inline LambCoeffs<T> lamb_coeffs(const LambHyper& h, float step, flo
   c.inv_bc2 = T(1.0 / bc2);
   const bool clip = h.max_grad_norm > 0.0 && global_grad_norm > h.max_grad_norm;
   const double clip_div = clip ? double(global_grad_norm) / double(h.max_grad_norm) : 1.0;
-  c.grad_mult = T(double(inv_grad_scale) / clip_div);
+  c.grad_mult = T(inv_grad_scale / clip_div);
   return c;
 }
 
