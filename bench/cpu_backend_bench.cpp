@@ -36,10 +36,11 @@ struct Arrays {
   std::vector<float*> step_ptr;
   std::vector<int64_t> numel;
   ParamLists lists;
-  Arrays(int64_t total, int64_t tensors) {
+  Arrays(int64_t total, int64_t tensors, const std::vector<int64_t>& sizes) {
     const int64_t per = total / tensors;
     for (int64_t t = 0; t < tensors; ++t) {
-      numel.push_back(per);
+      numel.push_back(sizes.empty() ? per : sizes[t]);
+      const int64_t per = numel.back();
       for (auto* v : {&p, &g, &s0, &s1}) {
         float* a = static_cast<float*>(std::aligned_alloc(64, ((per * 4 + 63) / 64) * 64));
 #pragma omp parallel for
@@ -69,12 +70,26 @@ struct Case {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int64_t total = argc > 1 ? std::atoll(argv[1]) : (64LL << 20);
-  const int64_t tensors = argc > 2 ? std::atoll(argv[2]) : 1;
+  const int64_t total_arg = argc > 1 ? std::atoll(argv[1]) : (64LL << 20);
+  const int64_t tensors_arg = argc > 2 ? std::atoll(argv[2]) : 1;
   const int reps = argc > 3 ? std::atoi(argv[3]) : 10;
   const std::string only = argc > 4 ? argv[4] : "";
+  // argv[5]: optional file with one tensor size per line (overrides numel / tensors)
+  std::vector<int64_t> sizes;
+  if (argc > 5) {
+    FILE* f = std::fopen(argv[5], "r");
+    long long x;
+    while (f && std::fscanf(f, "%lld", &x) == 1) sizes.push_back(x);
+    if (f) std::fclose(f);
+  }
+  int64_t total = total_arg, tensors = tensors_arg;
+  if (!sizes.empty()) {
+    tensors = static_cast<int64_t>(sizes.size());
+    total = 0;
+    for (auto n : sizes) total += n;
+  }
   cpu::set_parallel_for(omp_for);
-  Arrays A(total, tensors);
+  Arrays A(total, tensors, sizes);
   std::printf("simd %s, %d threads, %lld elements in %lld tensors\n", cpu::simd_level(),
               omp_get_max_threads(), (long long)total, (long long)tensors);
   std::vector<Case> cases;

@@ -113,19 +113,9 @@ void for_each_chunk(const std::vector<ChunkRef>& chunks, Body&& body) {
 // same pool of tasks for pass 1; after the one barrier, their pass-2 chunks run. Sums are taken
 // over a tensor's chunk partials in chunk order either way: the result does not depend on the
 // thread count or on which path a tensor took.
-int64_t solo_elems() {
-  static const int64_t v = [] {
-    const char* e = std::getenv("FUSEDOPT_CPU_SOLO");  // tuning experiments only
-    return e ? std::atoll(e) : (int64_t(1) << 20);
-  }();
-  return v;
-}
+// Solo limit: a tensor's g, p, m, v (16 B/elem) stay within a core's share of L2 + L3.
+constexpr int64_t kSoloElems = int64_t(1) << 20;
 
-//
-// scratch_bytes (bytes per element, 0 for none): solo tasks hand pass 1 and pass 2 a per-thread
-// buffer for the tensor, at the chunk's offset (LAMB keeps its update directions there so that
-// pass 2 reads p and u from cache instead of p, m, v, and does not recompute u). Large tensors
-// get nullptr.
 template <class Pass1, class Finish, class Pass2>
 void two_pass(const ParamLists& L, const std::vector<ChunkRef>& chunks, size_t scratch_bytes,
               Pass1&& pass1, Finish&& finish, Pass2&& pass2) {
@@ -151,13 +141,13 @@ void two_pass(const ParamLists& L, const std::vector<ChunkRef>& chunks, size_t s
   std::vector<Task> tasks;
   std::vector<size_t> large;
   for (size_t t = 0; t < count;) {
-    if (L.numel[t] > solo_elems()) {
+    if (L.numel[t] > kSoloElems) {
       large.push_back(t++);
       continue;
     }
     Task k{t, t, true};
     int64_t elems = 0;  // group tiny tensors up to kTaskElems per task
-    while (t < count && L.numel[t] <= solo_elems() &&
+    while (t < count && L.numel[t] <= kSoloElems &&
            (k.end == k.begin || elems + L.numel[t] <= kTaskElems)) {
       elems += L.numel[t++];
       k.end = t;
@@ -223,7 +213,7 @@ bool set_simd_level(const char* name) {
 void adam(const ParamLists& L, const AdamHyper& h, const StepInputs& in) {
   if (!begin_step(L, in)) return;
   const double lr = in.lr.get();
-  const float inv = in.inv_grad_scale();
+  const double inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().adam(L, h, lr, inv, ck); });
 }
@@ -231,7 +221,7 @@ void adam(const ParamLists& L, const AdamHyper& h, const StepInputs& in) {
 void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
   if (!begin_step(L, in)) return;
   const double lr = in.lr.get();
-  const float inv = in.inv_grad_scale();
+  const double inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().sgd(L, h, lr, inv, ck); });
 }
@@ -239,7 +229,7 @@ void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
 void lion(const ParamLists& L, const LionHyper& h, const StepInputs& in) {
   if (!begin_step(L, in)) return;
   const double lr = in.lr.get();
-  const float inv = in.inv_grad_scale();
+  const double inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().lion(L, h, lr, inv, ck); });
 }
@@ -247,7 +237,7 @@ void lion(const ParamLists& L, const LionHyper& h, const StepInputs& in) {
 void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
           const float* global_grad_norm) {
   if (!begin_step(L, in)) return;
-  const float lr = in.lr.get(), inv = in.inv_grad_scale();
+  const double lr = in.lr.get(), inv = in.inv_grad_scale();
   const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   std::vector<float> scaled_lr(static_cast<size_t>(L.count));
@@ -269,7 +259,7 @@ void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
 
 void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt) {
   if (!begin_step(L, in)) return;
-  const float lr = in.lr.get(), inv = in.inv_grad_scale();
+  const double lr = in.lr.get(), inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   std::vector<float> ratio(static_cast<size_t>(L.count), 1.0f);
   const KernelTable& k = kernels();
@@ -292,7 +282,7 @@ void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool ad
 
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
              const float* grad_scale, float* per_tensor, float* global) {
-  const float inv = grad_scale ? 1.0f / *grad_scale : 1.0f;
+  const double inv = grad_scale ? 1.0 / double(*grad_scale) : 1.0;
   const auto chunks = plan_chunks(numel, count, kChunkSize);
   std::vector<double> partials(chunks.size());
   for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t i) {

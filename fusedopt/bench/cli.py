@@ -352,7 +352,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    static = static_gpu.report(layouts, families, args.ptxas_log)
+    # The static GPU report uses the real model shapes (scale 1), whatever the timed run uses.
+    static = static_gpu.report(make_layouts(layout_names, numel, 1.0, tiny_count, tiny_size, None),
+                               families, args.ptxas_log)
     if args.static_only:
         print(static_gpu.format_report(static))
         return 0
@@ -453,6 +455,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("checks against fusedopt.reference (float64): " +
               ", ".join(f"{f} {'ok' if c['ok'] else ('skipped' if c['ok'] is None else 'FAIL')}"
                         for f, c in checks.items()))
+    if args.quick and results["targets"]:
+        print("\n(--quick: small sizes and few rounds; the targets below are indicative only)")
     print(R.format_targets(results["targets"]))
     print()
     print(static_gpu.format_report(static))

@@ -181,7 +181,8 @@ def format_report(data: Dict) -> str:
     lines.append("    " + f"{'layout':<12}" + "".join(f"{f:>12}" for f in fams))
     for lname, per in lm["per_layout"].items():
         lines.append("    " + f"{lname:<12}" +
-                     "".join(f"{per[f]['4KB']:>6}/{per[f]['32KB']:<5}" for f in fams))
+                     "".join(f"{str(per[f]['4KB']) + '/' + str(per[f]['32KB']):>12}"
+                             for f in fams))
     px = data["ptxas"]
     if px.get("log"):
         lines.append(f"  registers / spills per kernel (ptxas log {px['log']}):")
