@@ -113,8 +113,11 @@ void for_each_chunk(const std::vector<ChunkRef>& chunks, Body&& body) {
 // same pool of tasks for pass 1; after the one barrier, their pass-2 chunks run. Sums are taken
 // over a tensor's chunk partials in chunk order either way: the result does not depend on the
 // thread count or on which path a tensor took.
-// Solo limit: a tensor's g, p, m, v (16 B/elem) stay within a core's share of L2 + L3.
-constexpr int64_t kSoloElems = int64_t(1) << 20;
+// Solo limit, 4M elements: GPT-2 (768 x 3072) and BERT-large (1024 x 4096) matrices are solo.
+// Up to ~1M elements a tensor's data stays in L2 + L3 between the passes; above that, LAMB's
+// pass 2 still reads p and the stored u (8 B/elem; u was written in pass 1) instead of p, m, v
+// (12 B) and skips recomputing u. Scratch: numel x 4 B (x 8 B for float64) per thread, kept.
+constexpr int64_t kSoloElems = int64_t(1) << 22;
 
 template <class Pass1, class Finish, class Pass2>
 void two_pass(const ParamLists& L, const std::vector<ChunkRef>& chunks, size_t scratch_bytes,

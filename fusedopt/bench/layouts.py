@@ -25,7 +25,8 @@ class Layout:
         return len(self.shapes)
 
     def summary(self) -> str:
-        return f"{self.count} tensors, {self.numel / 2**20:.1f}M elements"
+        return (f"{self.count} tensor{'s' if self.count != 1 else ''}, "
+                f"{self.numel / 2**20:.1f}M elements")
 
 
 def single(numel: int) -> Layout:
