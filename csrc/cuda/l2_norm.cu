@@ -17,8 +17,8 @@ struct SquaresOp {
     C mult;
   };
   __device__ __forceinline__ Coeffs coeffs(const float*, int) const {
-    // 1 / scale rounded to float, as the CPU backend's l2_norm does.
-    return {C(in.grad_scale ? 1.0f / *in.grad_scale : 1.0f)};
+    // 1 / scale in double, rounded to the compute type, as the CPU backend's l2_norm does.
+    return {C(in.inv_grad_scale())};
   }
   __device__ __forceinline__ void element(C& x, C, C (&)[1], const Coeffs& k, double& a,
                                           double&) const {
