@@ -124,7 +124,10 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
                              error=f"constructor failed: {type(e).__name__}: {e}"[:240]))
             continue
         optimizers.append(opt)
-        entries.append(Entry(comp.name, opt.step))
+        # Slow implementations (per-tensor Python loops) get at most 5 timed rounds: they are
+        # 3-30x off the fused ones, the extra precision would only cost minutes.
+        entries.append(Entry(comp.name, opt.step,
+                             max_reps=min(args.repeats, 5) if comp.slow else None))
         meta[comp.name] = dict(library=comp.library, family=comp.family,
                                bpe=C.BYTES_PER_ELEM[comp.family], anchor=is_anchor)
     # Snapshot before anything steps: timing must leave params, grads and state as they were.

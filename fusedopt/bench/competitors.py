@@ -42,7 +42,7 @@ class Competitor:
     library: str       # fusedopt | torch | apex | deepspeed | timm | lion-pytorch | pytorch-optimizer
     make: Callable     # make(params) -> torch.optim.Optimizer-like object with .step()
     devices: Tuple[str, ...] = ("cpu", "cuda")
-    slow: bool = False  # per-tensor Python loops: left out of --quick runs
+    slow: bool = False  # per-tensor loops / many ops per step: fewer rounds, not in --quick
 
     @property
     def is_fusedopt(self) -> bool:
@@ -96,7 +96,7 @@ def _import(module: str, probe: bool = False):
 def _torch_variants(family: str, cls, **kw) -> List[Competitor]:
     out = []
     for mode, flags, slow in (("for-loop", dict(foreach=False), True),
-                              ("foreach", dict(foreach=True), False),
+                              ("foreach", dict(foreach=True), True),
                               ("fused", dict(fused=True), False)):
         out.append(Competitor(f"torch {cls.__name__} {mode}", family, "torch",
                               lambda ps, cls=cls, flags=flags: cls(ps, **kw, **flags), slow=slow))
@@ -143,7 +143,7 @@ def _peers(device: str, skipped: List[Skipped], probe_heavy: bool = True) -> Lis
         out.append(Competitor("lion-pytorch Lion", "lion", "lion-pytorch",
                               lambda ps: mod.Lion(ps, lr=lh["lr"], betas=lh["betas"],
                                                   weight_decay=lh["weight_decay"],
-                                                  use_triton=False)))
+                                                  use_triton=False), slow=True))
 
     # pytorch-optimizer
     po, why = _import("pytorch_optimizer")
@@ -155,7 +155,8 @@ def _peers(device: str, skipped: List[Skipped], probe_heavy: bool = True) -> Lis
         if hasattr(po, "Lion"):
             out.append(Competitor("pytorch-optimizer Lion", "lion", "pytorch-optimizer",
                                   lambda ps: po.Lion(ps, lr=lh["lr"], betas=lh["betas"],
-                                                     weight_decay=lh["weight_decay"])))
+                                                     weight_decay=lh["weight_decay"]),
+                                  slow=True))
         if hasattr(po, "LARS"):
             out.append(Competitor("pytorch-optimizer LARS", "lars", "pytorch-optimizer",
                                   lambda ps: po.LARS(ps, lr=rh["lr"], momentum=rh["momentum"],

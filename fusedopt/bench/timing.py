@@ -198,6 +198,7 @@ class Entry:
     step: Callable[[], None]
     times_ms: List[float] = field(default_factory=list)
     error: Optional[str] = None
+    max_reps: Optional[int] = None  # slow entries: fewer timed rounds (and 1 warm-up step)
 
 
 def time_interleaved(entries: List[Entry], warmup: int, repeats: int, device: torch.device,
@@ -215,7 +216,8 @@ def time_interleaved(entries: List[Entry], warmup: int, repeats: int, device: to
         flush = torch.empty(int(2 * l2) // 4 + 1, dtype=torch.float32, device=device)
 
     def one(e: Entry, record: bool) -> None:
-        if e.error is not None:
+        if e.error is not None or (record and e.max_reps is not None
+                                   and len(e.times_ms) >= e.max_reps):
             return
         try:
             if cuda:
@@ -238,7 +240,7 @@ def time_interleaved(entries: List[Entry], warmup: int, repeats: int, device: to
             e.times_ms.append(ms)
 
     for e in entries:
-        for _ in range(warmup):
+        for _ in range(min(warmup, 1) if e.max_reps is not None else warmup):
             one(e, False)
         tick(e.name)
     n = len(entries)
