@@ -1,6 +1,7 @@
 // Op schemas (the dispatcher contract) and their CPU implementations. Each mutated list has
 // its own alias set; ops return () and never sync with the host.
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
 #include "backends.h"
@@ -42,6 +43,7 @@ StepInputs step_inputs(const char* op, const PreparedLists& prep, double lr,
 // Runs the device's backend over prepared lists, then writes back non-contiguous tensors.
 template <class Fn>
 void run(PreparedLists& prep, Fn&& fn) {
+  const c10::DeviceGuard guard(prep.device());  // launches go to the tensors' GPU
   if (prep.lists().count > 0) fn(backend_for(prep.device()), prep.lists());
   prep.finish();
 }
@@ -186,6 +188,7 @@ Tensor l2_norms(TensorList tensors, const optional<Tensor>& grad_scale) {
   Tensor out = at::empty({static_cast<int64_t>(tensors.size())},
                          at::dtype(at::kFloat).device(device));
   DenseInputs in(tensors);
+  const c10::DeviceGuard guard(device);
   if (!tensors.empty()) backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
                scalar_ptr(grad_scale), out.data_ptr<float>(), nullptr);
   return out;
@@ -197,6 +200,7 @@ Tensor global_l2_norm(TensorList tensors, const optional<Tensor>& grad_scale) {
   check_scalar_tensor("fusedopt.global_l2_norm", "grad_scale", grad_scale, device, false);
   Tensor out = at::zeros({}, at::dtype(at::kFloat).device(device));
   DenseInputs in(tensors);
+  const c10::DeviceGuard guard(device);
   if (!tensors.empty()) backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
                scalar_ptr(grad_scale), nullptr, out.data_ptr<float>());
   return out;
