@@ -33,8 +33,11 @@ def version():
 
 
 # Flags shared by every C++ translation unit: contraction off so every SIMD level, and the
-# emulated CUDA kernels, round identically; no -march: SIMD levels are dispatched at run time.
-COMMON_CXX = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+# emulated CUDA kernels, round identically (and never fast-math); -fno-math-errno lets sqrt
+# vectorize; no -march: SIMD levels are dispatched at run time. -fopenmp: at::parallel_for is
+# an inline OpenMP region, so without it the CPU backend would silently run on one thread.
+COMMON_CXX = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-Wall",
+              "-Wno-unused-function"]
 
 
 def extensions():
@@ -80,11 +83,10 @@ def extensions():
         cuda_home = cpp_extension.CUDA_HOME or "/usr/local/cuda"
         include_dirs.append(os.environ.get("FUSEDOPT_SIMT_CUDA_INCLUDE",
                                            os.path.join(cuda_home, "include")))
-        if "-fno-fast-math" not in cxx:
-            cxx.append("-fno-fast-math")
 
     return [ext_cls("fusedopt._C", sources=sources, include_dirs=include_dirs,
-                    define_macros=macros, extra_compile_args=extra)]
+                    define_macros=macros, extra_compile_args=extra,
+                    extra_link_args=["-fopenmp"])]
 
 
 def cmdclass():
