@@ -26,6 +26,9 @@ _LISTS = {"adamw": 4, "adam": 4, "sgd": 3, "lion": 3, "lars": 3, "lamb": 4}
 # per-tensor cleanup launches of the two-pass optimizers.
 _PASSES = {"adamw": 1, "adam": 1, "sgd": 1, "lion": 1, "lars": 2, "lamb": 2}
 _NORM_PASS = {"lamb": 1}  # global grad-norm pass (max_grad_norm > 0)
+# The single-pass optimizers advance their step counters in a tiny launch of their own (LAMB and
+# LARS do it in their cleanup launch; docs/kernels.md).
+_STEP_LAUNCH = {"adamw": 1, "adam": 1, "sgd": 1, "lion": 1}
 
 
 def _read(path: str) -> Optional[str]:
@@ -92,7 +95,7 @@ def launches_per_step(layout: Layout, family: str, lim: Dict) -> Dict[str, int]:
         else:
             max_t, max_b = _slot_capacity(_LISTS[family], pbytes, lim["param_reserve"]), 1 << 24
         per_pass = plan_launches(numels, lim["chunk_size"], max_t, max_b)
-        total = per_pass * _PASSES[family]
+        total = per_pass * _PASSES[family] + _STEP_LAUNCH.get(family, 0)
         if family in ("lamb", "lars"):  # per-tensor cleanup of the reduction partials
             cap = _slot_capacity(2, pbytes, lim["param_reserve"])
             total += max(1, math.ceil(len(numels) / max(cap, 1)))
@@ -103,18 +106,21 @@ def launches_per_step(layout: Layout, family: str, lim: Dict) -> Dict[str, int]:
     return out
 
 
-_PTXAS_CANDIDATES = ("build/cuda_checks/ptxas.log", "build/cuda_checks/*.log",
+_PTXAS_CANDIDATES = ("build/cuda_checks/cubin/*.ptxas.log", "build/cuda_checks/ptxas.log",
+                     "build/cuda_checks/*.log",
                      "build/ptxas*.log", ".ci/ptxas*.log", "build/cuda*/ptxas*.txt")
 
 
 def find_ptxas_log(root: str = _ROOT, explicit: Optional[str] = None) -> Optional[str]:
+    """The log (an explicit file, or the first candidate pattern with ptxas output; a pattern
+    matching several files, like .ci/cuda_checks.sh's per-source logs, yields them all)."""
     if explicit:
         return explicit if os.path.exists(explicit) else None
     for pat in _PTXAS_CANDIDATES:
-        for path in sorted(glob.glob(os.path.join(root, pat))):
-            text = _read(path) or ""
-            if "ptxas" in text and "registers" in text:
-                return path
+        paths = [p for p in sorted(glob.glob(os.path.join(root, pat)))
+                 if "registers" in (_read(p) or "")]
+        if paths:
+            return os.path.pathsep.join(paths)
     return None
 
 
@@ -163,7 +169,8 @@ def report(layouts: List[Layout], families, ptxas_log: Optional[str] = None) -> 
     }
     path = find_ptxas_log(explicit=ptxas_log)
     if path:
-        data["ptxas"] = {"log": path, "kernels": parse_ptxas(_read(path) or "")}
+        text = "\n".join(_read(p) or "" for p in path.split(os.path.pathsep))
+        data["ptxas"] = {"log": path, "kernels": parse_ptxas(text)}
     else:
         data["ptxas"] = {"log": None, "note": "not available: run .ci/cuda_checks.sh"}
     return data
