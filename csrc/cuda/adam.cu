@@ -29,23 +29,8 @@ struct AdamOp {
 };
 
 void adam(const ParamLists& L, const AdamHyper& h, const StepInputs& in) {
-  if (L.count <= 0) return;
-  const Stream stream = current_stream();
-  with_layout([&](auto pb) {
-    constexpr int kPB = decltype(pb)::value;
-    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
-    dispatch_param(L, [&](auto* tag, auto master) {
-      using P = std::remove_pointer_t<decltype(tag)>;
-      using C = typename Storage<P>::C;
-      constexpr bool kM = decltype(master)::value;
-      dispatch_bool(h.amsgrad, [&](auto ams) {
-        constexpr int kS = decltype(ams)::value ? 3 : 2;
-        using Op = AdamOp<C, kS>;
-        run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS), Op{h, in}, nullptr, {},
-                                         stream);
-      });
-    });
-  });
+  if (h.amsgrad) run_single_pass<AdamOp, 3>(L, h, in);
+  else run_single_pass<AdamOp, 2>(L, h, in);
 }
 
 }  // namespace FUSEDOPT_CUDA_NS

@@ -4,10 +4,11 @@
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
-template <class C_>
+template <class C_, int kStates_ = 1>
 struct LionOp {
   using C = C_;
-  static constexpr int kStates = 1;  // exp_avg
+  static constexpr int kStates = kStates_;  // exp_avg
+  static_assert(kStates_ == 1, "Lion keeps one state");
   static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
   static constexpr unsigned kReadStates = 1u, kWriteStates = 1u;
   LionHyper h;
@@ -26,20 +27,7 @@ struct LionOp {
 };
 
 void lion(const ParamLists& L, const LionHyper& h, const StepInputs& in) {
-  if (L.count <= 0) return;
-  const Stream stream = current_stream();
-  with_layout([&](auto pb) {
-    constexpr int kPB = decltype(pb)::value;
-    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
-    dispatch_param(L, [&](auto* tag, auto master) {
-      using P = std::remove_pointer_t<decltype(tag)>;
-      using C = typename Storage<P>::C;
-      constexpr bool kM = decltype(master)::value;
-      using Op = LionOp<C>;
-      run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, 1), Op{h, in}, nullptr, {},
-                                       stream);
-    });
-  });
+  run_single_pass<LionOp, 1>(L, h, in);
 }
 
 }  // namespace FUSEDOPT_CUDA_NS

@@ -503,5 +503,25 @@ inline void dispatch_param(const ParamLists& L, Fn&& fn) {
   });
 }
 
+// A single-pass optimizer step (Adam, SGD, Lion): the step-counter launch, then the element op
+// OpT<C, kStates> over the param, grad and state lists, for the lists' param dtype and master flag.
+template <template <class, int> class OpT, int kStates, class Hyper>
+void run_single_pass(const ParamLists& L, const Hyper& h, const StepInputs& in) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      using Op = OpT<C, kStates>;
+      run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kStates), Op{h, in}, nullptr,
+                                       {}, stream);
+    });
+  });
+}
+
 }  // namespace FUSEDOPT_CUDA_NS
 }  // namespace fusedopt

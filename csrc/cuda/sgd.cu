@@ -89,23 +89,8 @@ struct LarsApplyOp {
 };
 
 void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
-  if (L.count <= 0) return;
-  const Stream stream = current_stream();
-  with_layout([&](auto pb) {
-    constexpr int kPB = decltype(pb)::value;
-    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
-    dispatch_param(L, [&](auto* tag, auto master) {
-      using P = std::remove_pointer_t<decltype(tag)>;
-      using C = typename Storage<P>::C;
-      constexpr bool kM = decltype(master)::value;
-      dispatch_bool(h.momentum != 0.0f, [&](auto mom) {
-        constexpr int kS = decltype(mom)::value ? 1 : 0;
-        using Op = SgdOp<C, kS>;
-        run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS), Op{h, in}, nullptr, {},
-                                         stream);
-      });
-    });
-  });
+  if (h.momentum != 0.0) run_single_pass<SgdOp, 1>(L, h, in);
+  else run_single_pass<SgdOp, 0>(L, h, in);
 }
 
 void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt) {
