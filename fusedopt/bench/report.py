@@ -47,8 +47,8 @@ def format_table(results: Dict) -> str:
     out.append("  * = the pool's base for 'vs base' (ratios of min times within one interleaved "
                "pool, i.e. the same run).")
     out.append(f"  GB/s = {results['bytes_model']}")
-    if results.get("reference_kernel"):
-        out.append(f"  reference kernel: {results['reference_kernel']}")
+    for name, what in results.get("reference_kernels", {}).items():
+        out.append(f"  {name}: {what}")
     return "\n".join(out)
 
 
@@ -56,13 +56,16 @@ def format_targets(targets: List[Dict]) -> str:
     if not targets:
         return ""
     out = ["", "CPU performance targets (issue 5; ratios of min step times in the same run, "
-                "median-based ratio in brackets):"]
+                "median-based ratio in brackets; the floor is the same ratio for a C kernel that "
+                "moves only the bytes the algorithm must move):"]
     for t in targets:
         status = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
         med = "" if t.get("ratio_median") is None else f" [{t['ratio_median']:.2f}x]"
+        floor = ("" if t.get("floor_ratio") is None else
+                 f"; memory-traffic floor {t['floor_ratio']:.2f}x")
         out.append(f"  {status:<8} {t['layout']:<11} {t['what']:<58} {ratio:>7}{med:<9} "
-                   f"(target <= {t['limit']:.2f}x)")
+                   f"(target <= {t['limit']:.2f}x{floor})")
     return "\n".join(out)
 
 

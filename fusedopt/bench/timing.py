@@ -74,32 +74,127 @@ class Snapshot:
         return bool(ok)
 
 
-# ---- the CPU reference kernel ----------------------------------------------------------------------
-# A streaming kernel with AdamW's memory traffic: reads p, g, m, v and writes p, m, v
-# (7 x 4 bytes per element), a few flops per element, OpenMP over the threads torch uses.
+# ---- the CPU reference kernels ---------------------------------------------------------------------
+# Plain C loops (OpenMP over torch's thread count, one parallel loop per tensor and pass) with a
+# family's minimal memory traffic, timed in the same rounds as the optimizers:
+#  r4w3   AdamW's mix: reads p, g, m, v, writes p, m, v (28 B/elem), a few flops per element.
+#  r3w2   SGD-momentum's mix: reads p, g, m, writes p, m (20 B/elem).
+#  lars   what any LARS must move: per tensor, a read-only pass summing p^2 and g^2 (the trust
+#         ratio needs both norms before the first update), then the r3w2 update (28 B/elem).
+#  lamb   what any LAMB with global grad-norm clipping must move: a pass summing g^2 over all
+#         tensors (the clip factor enters the moments), then per tensor a pass reading g, m, v, p,
+#         writing m, v and summing p^2 and u^2, and a pass reading p, m, v and writing p
+#         (44 B/elem).
+# The last two are floors: the ratio of their time to the family's base time (measured in the
+# same run) is what an implementation limited only by memory traffic would reach.
 _STREAM_C = r"""
+#include <math.h>
 #include <stdint.h>
-void fusedopt_bench_stream_r4w3(float* restrict p, const float* restrict g, float* restrict m,
-                                float* restrict v, int64_t n, int threads) {
+typedef float* const* restrict Arrays;
+
+void fo_ref_r4w3(Arrays p, Arrays g, Arrays m, Arrays v, const int64_t* n, int count,
+                 int threads) {
+  for (int t = 0; t < count; ++t) {
+    float* restrict pt = p[t]; const float* restrict gt = g[t];
+    float* restrict mt = m[t]; float* restrict vt = v[t];
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n[t]; ++i) {
+      const float gi = gt[i];
+      const float mi = 0.9f * mt[i] + 0.1f * gi;
+      const float vi = 0.999f * vt[i] + 0.001f * gi;
+      mt[i] = mi;
+      vt[i] = vi;
+      pt[i] = 0.99999f * pt[i] - 1e-8f * mi;
+    }
+  }
+}
+
+static void r3w2(float* restrict p, const float* restrict g, float* restrict m, int64_t n,
+                 float lr, int threads) {
   #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
-    const float mi = 0.9f * m[i] + 0.1f * gi;
-    const float vi = 0.999f * v[i] + 0.001f * gi;
+    const float mi = 0.9f * m[i] + g[i];
     m[i] = mi;
-    v[i] = vi;
-    p[i] = 0.99999f * p[i] - 1e-8f * mi;
+    p[i] = p[i] - lr * mi;
+  }
+}
+
+void fo_ref_r3w2(Arrays p, Arrays g, Arrays m, Arrays v, const int64_t* n, int count,
+                 int threads) {
+  for (int t = 0; t < count; ++t) r3w2(p[t], g[t], m[t], n[t], 1e-8f, threads);
+}
+
+void fo_ref_lars(Arrays p, Arrays g, Arrays m, Arrays v, const int64_t* n, int count,
+                 int threads) {
+  for (int t = 0; t < count; ++t) {
+    const float* restrict pt = p[t]; const float* restrict gt = g[t];
+    double sp = 0.0, sg = 0.0;
+    #pragma omp parallel for simd num_threads(threads) schedule(static) reduction(+:sp, sg)
+    for (int64_t i = 0; i < n[t]; ++i) {
+      sp += (double)pt[i] * pt[i];
+      sg += (double)gt[i] * gt[i];
+    }
+    const double ratio = sp > 0.0 && sg > 0.0 ? 1e-3 * sqrt(sp) / sqrt(sg) : 1.0;
+    r3w2(p[t], g[t], m[t], n[t], (float)(1e-8 * ratio), threads);
+  }
+}
+
+void fo_ref_lamb(Arrays p, Arrays g, Arrays m, Arrays v, const int64_t* n, int count,
+                 int threads) {
+  double gg = 0.0;
+  for (int t = 0; t < count; ++t) {
+    const float* restrict gt = g[t];
+    #pragma omp parallel for simd num_threads(threads) schedule(static) reduction(+:gg)
+    for (int64_t i = 0; i < n[t]; ++i) gg += (double)gt[i] * gt[i];
+  }
+  const float clip = gg > 1.0 ? (float)(1.0 / sqrt(gg)) : 1.0f;
+  for (int t = 0; t < count; ++t) {
+    float* restrict pt = p[t]; const float* restrict gt = g[t];
+    float* restrict mt = m[t]; float* restrict vt = v[t];
+    double sp = 0.0, su = 0.0;
+    #pragma omp parallel for simd num_threads(threads) schedule(static) reduction(+:sp, su)
+    for (int64_t i = 0; i < n[t]; ++i) {
+      const float gi = gt[i] * clip, pi = pt[i];
+      const float mi = 0.9f * mt[i] + 0.1f * gi;
+      const float vi = 0.999f * vt[i] + 0.001f * gi * gi;
+      mt[i] = mi;
+      vt[i] = vi;
+      const float u = mi / (sqrtf(vi) + 1e-6f) + 0.01f * pi;
+      sp += (double)pi * pi;
+      su += (double)u * u;
+    }
+    const float lr = (float)(1e-8 * (sp > 0.0 && su > 0.0 ? sqrt(sp) / sqrt(su) : 1.0));
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n[t]; ++i) {
+      const float pi = pt[i];
+      pt[i] = pi - lr * (mt[i] / (sqrtf(vt[i]) + 1e-6f) + 0.01f * pi);
+    }
   }
 }
 """
+
+_MIXES = {
+    # mix: (C function, bytes/elem, row name, description)
+    "r4w3": ("fo_ref_r4w3", 28, "reference: C stream r4w3",
+             "C loop (OpenMP, torch's thread count) reading p, g, m, v and writing p, m, v: "
+             "AdamW's memory traffic, 28 B/elem"),
+    "r3w2": ("fo_ref_r3w2", 20, "reference: C stream r3w2",
+             "C loop reading p, g, m and writing p, m: SGD-momentum's memory traffic, 20 B/elem"),
+    "lars": ("fo_ref_lars", 28, "floor: C LARS norms + update",
+             "C loops: per tensor a read-only pass summing p^2 and g^2, then the r3w2 update "
+             "(28 B/elem): the least traffic any LARS moves"),
+    "lamb": ("fo_ref_lamb", 44, "floor: C LAMB clip + moments + apply",
+             "C loops: a pass over all grads (global norm), then per tensor r4w2 (moments, "
+             "norms) and r3w1 (apply) (44 B/elem): the least traffic any clipped LAMB moves"),
+}
 
 _stream_lib = None
 _stream_error: Optional[str] = None
 
 
 def _load_stream_lib():
-    """Compiles the C kernel once (cached by source hash); None (with the reason kept) if there is
-    no C compiler with OpenMP."""
+    """Compiles the C kernels once (cached by source hash); None (with the reason kept) if there
+    is no C compiler with OpenMP."""
     global _stream_lib, _stream_error
     if _stream_lib is not None or _stream_error is not None:
         return _stream_lib
@@ -120,53 +215,70 @@ def _load_stream_lib():
         with open(src, "w") as f:
             f.write(_STREAM_C)
         tmp = so + f".{os.getpid()}.tmp"
-        r = subprocess.run([cc, "-O3", "-fopenmp", "-shared", "-fPIC", "-std=c99", src, "-o", tmp],
-                           capture_output=True, text=True)
+        # "omp simd" lets the reductions vectorize; without -fno-math-errno sqrtf would not.
+        # -march=native keeps the loops memory-bound (the kernels are built where they run).
+        base = [cc, "-O3", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c99", src,
+                "-o", tmp, "-lm"]
+        r = subprocess.run(base + ["-march=native"], capture_output=True, text=True)
         if r.returncode != 0:
-            _stream_error = f"compiling the C stream kernel failed: {r.stderr.strip()[:200]}"
+            r = subprocess.run(base, capture_output=True, text=True)
+        if r.returncode != 0:
+            _stream_error = f"compiling the C stream kernels failed: {r.stderr.strip()[:200]}"
             return None
         os.replace(tmp, so)
     try:
         lib = ctypes.CDLL(so)
-        fn = lib.fusedopt_bench_stream_r4w3
-        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int]
-        fn.restype = None
-        _stream_lib = fn
-    except OSError as e:
-        _stream_error = f"loading the C stream kernel failed: {e}"
+        for fn_name, *_ in _MIXES.values():
+            fn = getattr(lib, fn_name)
+            fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int, ctypes.c_int]
+            fn.restype = None
+        _stream_lib = lib
+    except (OSError, AttributeError) as e:
+        _stream_error = f"loading the C stream kernels failed: {e}"
     return _stream_lib
 
 
-class StreamReference:
-    """The CPU reference: per tensor, one pass reading 4 fp32 arrays and writing 3 (AdamW's mix,
-    28 B/elem). Uses the compiled C kernel; without a C compiler, falls back to torch ops
-    (``m.lerp_(g, 0.1); v.lerp_(g, 0.001); p.add_(m, alpha=-1e-8)``: 3 ops, which move
-    36 B/elem, not 28 — labelled as such)."""
+def stream_reference_unavailable(mix: str) -> Optional[str]:
+    """Why the C reference of ``mix`` cannot run here (None if it can). Only r4w3 has a torch
+    fallback."""
+    if mix == "r4w3" or _load_stream_lib() is not None:
+        return None
+    return _stream_error
 
-    def __init__(self, params: List[torch.Tensor]):
+
+class StreamReference:
+    """A CPU reference row: the C kernels above over the layout's shapes (own buffers; p is the
+    params themselves, restored by the pool's snapshot). Without a C compiler, r4w3 falls back to
+    torch ops (``m.lerp_(g, 0.1); v.lerp_(g, 0.001); p.add_(m, alpha=-1e-8)``: 3 ops, which move
+    36 B/elem, not 28 — labelled as such); the other mixes are then unavailable."""
+
+    def __init__(self, params: List[torch.Tensor], mix: str = "r4w3"):
+        fn_name, bpe, name, what = _MIXES[mix]
         self.p = [p.detach() for p in params]
         self.g = [torch.randn_like(p) for p in self.p]
         self.m = [torch.zeros_like(p) for p in self.p]
-        self.v = [torch.zeros_like(p) for p in self.p]
-        self.fn = _load_stream_lib()
+        self.v = [torch.zeros_like(p) for p in self.p] if mix in ("r4w3", "lamb") else self.m
         self.threads = torch.get_num_threads()
+        lib = _load_stream_lib()
+        self.fn = getattr(lib, fn_name) if lib is not None else None
         if self.fn is not None:
-            self.name = "reference: C stream r4w3"
-            self.bytes_per_elem = 28
-            self.what = ("C loop (OpenMP, torch's thread count) reading p, g, m, v and writing "
-                         "p, m, v: AdamW's memory traffic, 28 B/elem")
-        else:
+            self.name, self.bytes_per_elem, self.what = name, bpe, what
+            arrays = lambda ts: (ctypes.c_void_p * len(ts))(*[t.data_ptr() for t in ts])  # noqa: E731
+            self._args = (arrays(self.p), arrays(self.g), arrays(self.m), arrays(self.v),
+                          (ctypes.c_int64 * len(self.p))(*[t.numel() for t in self.p]),
+                          len(self.p), self.threads)
+        elif mix == "r4w3":
             self.name = "reference: torch ops stream"
             self.bytes_per_elem = 36
             self.what = (f"torch ops m.lerp_(g), v.lerp_(g), p.add_(m) (36 B/elem moved); "
                          f"C kernel unavailable: {_stream_error}")
+        else:
+            raise RuntimeError(f"C reference {mix!r} unavailable: {_stream_error}")
 
     @torch.no_grad()
     def step(self) -> None:
         if self.fn is not None:
-            for p, g, m, v in zip(self.p, self.g, self.m, self.v):
-                self.fn(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(),
-                        self.threads)
+            self.fn(*self._args)
         else:
             for p, g, m, v in zip(self.p, self.g, self.m, self.v):
                 m.lerp_(g, 0.1)
