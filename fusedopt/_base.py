@@ -8,11 +8,28 @@ bucket; no optimizer math lives in Python.
 
 No host synchronisation happens in ``step()``: no ``.item()``, no ``.cpu()``, no data-dependent
 Python branch on tensor values.
+
+Per-step host cost. Building the buckets visits every param (grad checks, state lookups, list
+appends); with thousands of small tensors that costs more than the op calls. So ``step()``
+keeps the buckets of the last step (``_StepCache``) and each step checks, by identity where it
+can, that what they were built from is unchanged: the param lists, which params have a grad,
+the optimizer's state dict, every per-param state entry the op gets, the group options that
+decide the state names and master weights, and each param's dtype and device (and bucket key,
+for subclasses that define one). Any change means a full rebuild, as without the cache. Grads
+are always read anew, and the cache keeps none between steps.
+The first op call of a step checks its inputs before it writes anything: its grads (what
+``_gather`` checks) and that its params share the dtype and device of ``params[0]``; Python
+checks only that ``params[0]`` for it. If the op refuses its inputs, ``_gather`` runs and raises
+the error naming the bad param, or, if the cache was stale, the step runs on the rebuilt
+buckets. The grads of every later op call are checked in Python before the first op runs, so a
+bad grad still leaves the step unapplied.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
+from functools import partial
+from itertools import chain, repeat
+from operator import attrgetter, contains, is_, itemgetter
 from typing import Any, Callable, Hashable, Optional
 
 import re
@@ -77,6 +94,7 @@ class FusedOptimizer(torch.optim.Optimizer):
     # torch.amp.GradScaler hands us its scale and found_inf as attributes instead of unscaling
     # the grads itself: the kernels unscale in-flight and skip the step on overflow.
     _step_supports_amp_scaling = True
+    _step_cache: Optional["_StepCache"] = None
 
     def __init__(self, params, defaults: dict):
         if "lr" in defaults and not isinstance(defaults["lr"], torch.Tensor) and defaults["lr"] < 0:
@@ -98,7 +116,9 @@ class FusedOptimizer(torch.optim.Optimizer):
         return None
 
     def _prepare(self, buckets_per_group: list, grad_scale, found_inf) -> Any:
-        """Work done once per step across all groups (e.g. LAMB's global grad norm)."""
+        """Work done once per step across all groups (e.g. LAMB's global grad norm). Must not
+        write params or state: when step() uses cached buckets, the first op call checks its
+        grads only after this has run, and may still refuse them."""
         return None
 
     # ---- validation --------------------------------------------------------------------------
@@ -118,6 +138,7 @@ class FusedOptimizer(torch.optim.Optimizer):
                                 "only dense (strided) params are supported")
 
     def add_param_group(self, param_group: dict) -> None:
+        self._step_cache = None
         super().add_param_group(param_group)
         if hasattr(self, "defaults"):
             self._check_group(len(self.param_groups) - 1, self.param_groups[-1])
@@ -144,6 +165,8 @@ class FusedOptimizer(torch.optim.Optimizer):
     def _gather(self, gi: int, group: dict) -> dict:
         names = self._state_names(group)
         buckets: dict = {}
+        ensure_state, bucket_key = self._ensure_state, self._bucket_key
+        master = group.get("master_weights", False)
         for pi, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
@@ -153,20 +176,20 @@ class FusedOptimizer(torch.optim.Optimizer):
                     f"{type(self).__name__}: param {pi} of param group {gi} has a sparse "
                     "gradient; fusedopt needs dense gradients (e.g. nn.Embedding(sparse=False)) "
                     "or use torch.optim.SparseAdam for sparse ones")
-            if g.dtype is not p.dtype or g.shape != p.shape or g.device != p.device:
+            device, dtype = p.device, p.dtype
+            if g.dtype is not dtype or g.shape != p.shape or g.device != device:
                 # Checked before any bucket runs, so a bad grad cannot leave a step half-applied.
                 raise RuntimeError(
                     f"{type(self).__name__}: param {pi} of param group {gi} has a "
                     f"{g.dtype} gradient of shape {tuple(g.shape)} on {g.device}, but the param "
-                    f"is {p.dtype} of shape {tuple(p.shape)} on {p.device}; each gradient must "
+                    f"is {dtype} of shape {tuple(p.shape)} on {device}; each gradient must "
                     "have its param's dtype, shape and device")
-            state = self._ensure_state(group, p, names)
-            use_master = "master_param" in state and group.get("master_weights", False)
-            key = (p.device, p.dtype, use_master, self._bucket_key(group, p))
+            state = ensure_state(group, p, names)
+            use_master = "master_param" in state and master
+            key = (device, dtype, use_master, bucket_key(group, p))
             b = buckets.get(key)
             if b is None:
-                b = buckets[key] = Bucket(p.device, p.dtype, key[3],
-                                          states={n: [] for n in names})
+                b = buckets[key] = Bucket(device, dtype, key[3], states={n: [] for n in names})
             b.params.append(p)
             b.grads.append(g)
             b.origins.append((gi, pi))
@@ -195,21 +218,88 @@ class FusedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        buckets_per_group = [self._gather(gi, g) for gi, g in enumerate(self.param_groups)]
-        context = self._prepare(buckets_per_group, grad_scale, found_inf)
-        for group, buckets in zip(self.param_groups, buckets_per_group):
-            for bucket in buckets.values():
-                scalars = self._scalars(group, bucket.device, grad_scale, found_inf)
-                try:
-                    self._launch(group, bucket, scalars, context)
-                except RuntimeError as e:
-                    raise name_param_in_error(self, e, bucket.origins) from e
+        if torch.compiler.is_compiling():
+            # Traced once into a graph: host cost does not matter, keep the plain path.
+            self._run(self._gather_all(), grad_scale, found_inf)
+            return loss
+        try:
+            cached = _StepCache.buckets(self)
+            if cached is None:
+                self._run(self._rebuild(), grad_scale, found_inf)
+            else:
+                self._run_cached(cached, grad_scale, found_inf)
+        finally:
+            # The cache must not keep this step's grads alive (zero_grad(set_to_none=True)).
+            if self._step_cache is not None:
+                self._step_cache.release()
         return loss
+
+    def _gather_all(self) -> list:
+        return [self._gather(gi, g) for gi, g in enumerate(self.param_groups)]
+
+    def _rebuild(self) -> list:
+        """The full gather (checks every grad, creates missing state); caches its buckets."""
+        self._step_cache = None
+        buckets_per_group = self._gather_all()
+        self._step_cache = _StepCache(self, buckets_per_group)
+        return buckets_per_group
+
+    def _launches(self, buckets_per_group: list) -> list:
+        return [(group, b) for group, buckets in zip(self.param_groups, buckets_per_group)
+                for b in buckets.values()]
+
+    def _launch_named(self, group: dict, bucket: Bucket, grad_scale, found_inf, context) -> None:
+        scalars = self._scalars(group, bucket.device, grad_scale, found_inf)
+        try:
+            self._launch(group, bucket, scalars, context)
+        except RuntimeError as e:
+            raise name_param_in_error(self, e, bucket.origins) from e
+
+    def _run(self, buckets_per_group: list, grad_scale, found_inf) -> None:
+        """One op call per bucket; every grad has passed _gather's checks."""
+        context = self._prepare(buckets_per_group, grad_scale, found_inf)
+        for group, bucket in self._launches(buckets_per_group):
+            self._launch_named(group, bucket, grad_scale, found_inf, context)
+
+    def _run_cached(self, buckets_per_group: list, grad_scale, found_inf) -> None:
+        """Like _run, for buckets from the cache whose grads are unchecked. The grads of every
+        op call but the first are checked here; those of the first by the op, which checks what
+        _gather does (and that the params of a call share one dtype and device) before it writes
+        anything. If it refuses them, _gather runs: it raises the error naming the bad param."""
+        launches = self._launches(buckets_per_group)
+        for _, b in launches[1:]:
+            if not _grads_match_params(b):
+                self._run(self._rebuild(), grad_scale, found_inf)  # _gather raises
+                return
+        launching = False
+        try:
+            context = self._prepare(buckets_per_group, grad_scale, found_inf)
+            if launches:
+                group, first = launches[0]
+                scalars = self._scalars(group, first.device, grad_scale, found_inf)
+                launching = True
+                self._launch(group, first, scalars, context)
+        except RuntimeError as e:
+            # Nothing has been written.
+            try:
+                fresh = self._rebuild()
+            except RuntimeError as bad:
+                raise bad from None
+            if not _same_buckets(buckets_per_group, fresh):
+                # The op caught what the cache's checks did not: run the step as built anew.
+                self._run(fresh, grad_scale, found_inf)
+                return
+            if launching:
+                raise name_param_in_error(self, e, first.origins) from e
+            raise
+        for group, bucket in launches[1:]:
+            self._launch_named(group, bucket, grad_scale, found_inf, context)
 
     # ---- state_dict --------------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict) -> None:
         """Like torch's, but state keeps its own dtype: torch would cast fp32 moments and master
         weights of fp16/bf16 params to the param dtype, silently rounding them on resume."""
+        self._step_cache = None
         saved_groups = state_dict["param_groups"]
         saved_state = state_dict["state"]
         super().load_state_dict(state_dict)
@@ -239,3 +329,169 @@ class FusedOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for k, v in self.defaults.items():
                 group.setdefault(k, v)
+
+
+# ---- the step cache ----------------------------------------------------------------------------
+_GRAD = attrgetter("grad")
+_DTYPE = attrgetter("dtype")
+_DEVICE = attrgetter("device")
+_IS_CPU = attrgetter("is_cpu")
+_IS_SPARSE = attrgetter("is_sparse")
+_SHAPE = attrgetter("shape")
+
+
+def _all_is(a, b) -> bool:
+    """Element-wise identity of two equally long iterables (never calls Tensor.__eq__)."""
+    return all(map(is_, a, b))
+
+
+def _on_device(tensors: list, device: torch.device) -> bool:
+    if device.type == "cpu":
+        return all(map(_IS_CPU, tensors))
+    return all(map(device.__eq__, map(_DEVICE, tensors)))
+
+
+def _grads_match_params(b: Bucket) -> bool:
+    """The checks of FusedOptimizer._gather, in bulk, for a bucket whose params are verified to
+    have the bucket's dtype and device. False: let _gather find and name the bad grad."""
+    gs = b.grads
+    return (not any(map(_IS_SPARSE, gs))
+            and all(map(is_, map(_DTYPE, gs), repeat(b.dtype)))
+            and _on_device(gs, b.device)
+            and list(map(_SHAPE, gs)) == list(map(_SHAPE, b.params)))
+
+
+def _bucket_lists(b: Bucket) -> list:
+    return [b.params, b.steps, b.masters, *b.states.values()]
+
+
+def _same_buckets(a: list, b: list) -> bool:
+    """Whether two gathers made the same op calls (same params and state tensors)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if list(x) != list(y):
+            return False
+        for bx, by in zip(x.values(), y.values()):
+            lx, ly = _bucket_lists(bx), _bucket_lists(by)
+            if len(lx) != len(ly) or any(len(u) != len(v) or not _all_is(u, v)
+                                         for u, v in zip(lx, ly)):
+                return False
+    return True
+
+
+class _BucketPlan:
+    """One cached bucket and what it was built from."""
+    __slots__ = ("bucket", "index", "sdicts", "entries", "master_absent")
+
+    def __init__(self, opt, b: Bucket, n_params: int, master: bool):
+        self.bucket = b
+        index = list(map(itemgetter(1), b.origins))  # increasing: _gather goes in group order
+        # None: the bucket holds every param of the group (its grads are the group's list).
+        self.index = None if len(index) == n_params else index
+        self.sdicts = list(map(opt.state.__getitem__, b.params))
+        self.entries = [(itemgetter("step"), b.steps)]
+        self.entries += [(itemgetter(n), lst) for n, lst in b.states.items()]
+        if b.masters:
+            self.entries.append((itemgetter("master_param"), b.masters))
+        # With master weights on, a "master_param" appearing in the state of a param of a
+        # non-master bucket would move it to a master bucket.
+        self.master_absent = master and not b.masters
+
+
+class _GroupPlan:
+    __slots__ = ("group", "params", "names", "master", "none_mask", "keyed", "buckets", "plans")
+
+    def __init__(self, opt, group: dict, buckets: dict):
+        params = group["params"]
+        self.group = group
+        self.params = list(params)
+        self.names = opt._state_names(group)
+        self.master = bool(group.get("master_weights", False))
+        self.keyed = type(opt)._bucket_key is not FusedOptimizer._bucket_key
+        self.buckets = buckets
+        self.plans = [_BucketPlan(opt, b, len(params), self.master) for b in buckets.values()]
+        # Which params had no grad: those in no bucket.
+        self.none_mask = [True] * len(params)
+        for bp in self.plans:
+            if bp.index is None:
+                self.none_mask = [False] * len(params)
+            else:
+                any(map(self.none_mask.__setitem__, bp.index, repeat(False)))
+
+    def refresh(self, opt, group: dict, first: bool) -> Optional[dict]:
+        """This step's buckets (with the current grads), or None if anything they were built
+        from has changed. ``first``: this group's first bucket makes the step's first op call,
+        which checks itself that its params share the dtype and device of params[0]."""
+        params = group["params"]
+        if group is not self.group or len(params) != len(self.params) \
+                or not _all_is(params, self.params):
+            return None
+        if opt._state_names(group) != self.names \
+                or bool(group.get("master_weights", False)) != self.master:
+            return None
+        grads = list(map(_GRAD, params))
+        if list(map(is_, grads, repeat(None))) != self.none_mask:
+            return None
+        for bp in self.plans:
+            b = bp.bucket
+            ps = b.params
+            # p.data = ... (another dtype or device) must move the param to another bucket.
+            if first:
+                first = False
+                if ps[0].dtype is not b.dtype or ps[0].device != b.device:
+                    return None
+            elif not all(map(is_, map(_DTYPE, ps), repeat(b.dtype))) \
+                    or not _on_device(ps, b.device):
+                return None
+            if self.keyed and list(map(partial(opt._bucket_key, group), ps)) != [b.key] * len(ps):
+                return None
+            sdicts = bp.sdicts
+            try:
+                for get, cached in bp.entries:
+                    if not _all_is(map(get, sdicts), cached):
+                        return None
+            except KeyError:
+                return None
+            if bp.master_absent and any(map(contains, sdicts, repeat("master_param"))):
+                return None
+            b.grads = grads if bp.index is None else list(map(grads.__getitem__, bp.index))
+        return self.buckets
+
+
+class _StepCache:
+    """The buckets of the last step and what they were built from (see the module docstring)."""
+    __slots__ = ("state", "keys", "values", "groups")
+
+    def __init__(self, opt: FusedOptimizer, buckets_per_group: list):
+        self.state = opt.state
+        self.keys = list(opt.state.keys())
+        self.values = list(opt.state.values())
+        self.groups = [_GroupPlan(opt, g, bs) for g, bs in zip(opt.param_groups, buckets_per_group)]
+
+    def release(self) -> None:
+        for plan in self.groups:
+            for b in plan.buckets.values():
+                b.grads = []
+
+    @staticmethod
+    def buckets(opt: FusedOptimizer) -> Optional[list]:
+        c = opt._step_cache
+        if c is None:
+            return None
+        st = opt.state
+        groups = opt.param_groups
+        # The state dict itself (load_state_dict), its params (del opt.state[p]) and each
+        # param's state dict (opt.state[p] = {...}).
+        if st is not c.state or len(st) != len(c.keys) or len(groups) != len(c.groups) \
+                or not _all_is(st.values(), c.values) or not _all_is(st.keys(), c.keys):
+            return None
+        out = []
+        first = True
+        for group, plan in zip(groups, c.groups):
+            buckets = plan.refresh(opt, group, first)
+            if buckets is None:
+                return None
+            first = first and not buckets
+            out.append(buckets)
+        return out
