@@ -31,6 +31,17 @@ void set_parallel_for(ParallelFor fn);
 const char* simd_level();
 bool set_simd_level(const char* name);  // returns false if unknown or unsupported here
 
+// The LAMB / LARS two-pass schedule (driver.cpp): a tensor whose pass 1 reads at most
+// solo_bytes runs on one thread, a larger one on all threads; pass 2 of LAMB reads a stored
+// update direction for tensors of up to scratch_elems elements and recomputes it for larger
+// ones. They change speed and scratch memory only, never results (tests set extremes).
+struct TwoPassLimits {
+  int64_t solo_bytes = int64_t(2) << 20;
+  int64_t scratch_elems = int64_t(8) << 20;
+};
+TwoPassLimits two_pass_limits();
+void set_two_pass_limits(const TwoPassLimits& limits);
+
 // Optimizer state order in ParamLists::state:
 //   adam: exp_avg, exp_avg_sq, [max_exp_avg_sq]      lamb: exp_avg, exp_avg_sq
 //   sgd / lars: [momentum_buffer] (iff momentum != 0)  lion: exp_avg

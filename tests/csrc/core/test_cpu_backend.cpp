@@ -118,6 +118,32 @@ int main() {
   }
   cpu::set_parallel_for(nullptr);
 
+  // LAMB / LARS: the two-pass schedule (solo or cooperative; LAMB's pass 2 from the stored
+  // direction or recomputed) changes no bit, with one thread or three. Sizes straddle the default
+  // solo limits (128K elements for LAMB, 256K for LARS) and the chunk size.
+  {
+    const std::vector<int64_t> sizes = {1, 17, 1000, 32769, 70001, 140000, 300001, 0};
+    const cpu::TwoPassLimits defaults = cpu::two_pass_limits();
+    Problem expected(sizes, 2, 9);
+    run_all(expected);
+    const cpu::TwoPassLimits schedules[] = {
+        {int64_t(1) << 40, defaults.scratch_elems},  // every tensor solo
+        {0, int64_t(1) << 40},                       // every tensor cooperative, stored direction
+        {0, 0},                                      // every tensor cooperative, recomputed
+    };
+    for (const cpu::TwoPassLimits& limits : schedules) {
+      cpu::set_two_pass_limits(limits);
+      for (bool threaded : {false, true}) {
+        cpu::set_parallel_for(threaded ? three_threads : nullptr);
+        Problem pr(sizes, 2, 9);
+        run_all(pr);
+        CHECK(pr.bitwise_equal(expected));
+      }
+    }
+    cpu::set_two_pass_limits(defaults);
+    cpu::set_parallel_for(nullptr);
+  }
+
   // found_inf: nothing changes, steps included.
   {
     Problem pr(kSizes, 2, 11), untouched(kSizes, 2, 11);
