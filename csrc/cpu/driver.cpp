@@ -349,9 +349,32 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
   const double inv = grad_scale ? 1.0 / double(*grad_scale) : 1.0;
   const auto chunks = plan_chunks(numel, count, kChunkSize);
   std::vector<double> partials(chunks.size());
-  for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t i) {
-    partials[static_cast<size_t>(i)] =
-        kernels().sum_squares(ptrs[ck.tensor], dtype, inv, ck.begin, ck.end);
+  // Chunk i is read together with chunk i + half (two streams per core, see sum_squares);
+  // consecutive pairs of small chunks share a task.
+  const size_t half = (chunks.size() + 1) / 2;
+  std::vector<size_t> starts;  // task k covers pairs [starts[k], starts[k + 1])
+  int64_t elems = kTaskElems;
+  for (size_t i = 0; i < half; ++i) {
+    if (elems >= kTaskElems) {
+      starts.push_back(i);
+      elems = 0;
+    }
+    elems += chunks[i].end - chunks[i].begin;
+    if (i + half < chunks.size()) elems += chunks[i + half].end - chunks[i + half].begin;
+  }
+  starts.push_back(half);
+  const KernelTable& k = kernels();
+  run_tasks(static_cast<int64_t>(starts.size()) - 1, [&](int64_t t) {
+    for (size_t i = starts[static_cast<size_t>(t)]; i < starts[static_cast<size_t>(t) + 1]; ++i) {
+      SquaresRange ranges[2];
+      int n = 0;
+      for (size_t c : {i, i + half})
+        if (c < chunks.size()) ranges[n++] = {ptrs[chunks[c].tensor], chunks[c].begin, chunks[c].end};
+      double out[2];
+      k.sum_squares(ranges, n, dtype, inv, out);
+      partials[i] = out[0];
+      if (n == 2) partials[i + half] = out[1];
+    }
   });
   std::vector<double> sums(static_cast<size_t>(count), 0.0);
   for (size_t i = 0; i < chunks.size(); ++i) sums[static_cast<size_t>(chunks[i].tensor)] += partials[i];

@@ -14,6 +14,11 @@ struct SquaresPartial {
   double second = 0.0;  // of the LAMB update direction, or of the unscaled grad (LARS)
 };
 
+struct SquaresRange {
+  const void* ptr;
+  int64_t begin, end;  // elements [begin, end) of ptr
+};
+
 struct KernelTable {
   const char* name;
   void (*adam)(const ParamLists&, const AdamHyper&, double lr, double inv_scale, const ChunkRef&);
@@ -28,7 +33,9 @@ struct KernelTable {
   SquaresPartial (*lars_norms)(const ParamLists&, double inv_scale, const ChunkRef&);
   void (*lars_apply)(const ParamLists&, const LarsHyper&, double lr, double inv_scale,
                      float weight_decay, float trust_ratio, const ChunkRef&);
-  double (*sum_squares)(const void* ptr, DType dtype, double mult, int64_t begin, int64_t end);
+  // out[r] = sum of (x * mult)^2 over ranges[r], r < count <= 2, read interleaved.
+  void (*sum_squares)(const SquaresRange* ranges, int count, DType dtype, double mult,
+                      double* out);
 };
 
 extern const KernelTable kBaselineKernels;

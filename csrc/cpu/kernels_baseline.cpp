@@ -1,4 +1,5 @@
 // CPU kernels for the baseline SIMD level (see kernels_impl.h).
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
