@@ -197,7 +197,8 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
 # and LAMB the floor, a plain implementation moving only the bytes the algorithm must move.
 CPU_REFERENCES = {"adamw": ("r4w3",), "sgd": ("r3w2",), "lion": ("r3w2",),
                   "lars": ("r3w2", "lars"), "lamb": ("r4w3", "lamb")}
-FLOOR_ROWS = {"lars": "floor: C LARS norms + update", "lamb": "floor: C LAMB clip + moments + apply"}
+FLOOR_ROWS = {"lars": "floor: C LARS norms + update",
+              "lamb": "floor: C LAMB clip + moments + apply"}
 
 # ---- targets ---------------------------------------------------------------------------------------
 TARGETS = [
