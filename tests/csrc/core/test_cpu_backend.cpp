@@ -97,6 +97,19 @@ void run_all(Problem& pr) {
   cpu::lars(one_state, lars, in, true);
 }
 
+// Runs every optimizer on a fresh problem with one thread and with three; both must give the
+// bits of `expected`.
+void check_serial_and_threaded(const std::vector<int64_t>& sizes, unsigned seed,
+                               const Problem& expected) {
+  for (bool threaded : {false, true}) {
+    cpu::set_parallel_for(threaded ? three_threads : nullptr);
+    Problem pr(sizes, 2, seed);
+    run_all(pr);
+    CHECK(pr.bitwise_equal(expected));
+  }
+  cpu::set_parallel_for(nullptr);
+}
+
 }  // namespace
 
 int main() {
@@ -109,14 +122,8 @@ int main() {
       std::printf("SIMD level %s not supported on this CPU: not compared\n", level);
       continue;
     }
-    for (bool threaded : {false, true}) {
-      cpu::set_parallel_for(threaded ? three_threads : nullptr);
-      Problem pr(kSizes, 2, 7);
-      run_all(pr);
-      CHECK(pr.bitwise_equal(reference));
-    }
+    check_serial_and_threaded(kSizes, 7, reference);
   }
-  cpu::set_parallel_for(nullptr);
 
   // LAMB / LARS: the two-pass schedule (solo or cooperative; LAMB's pass 2 from the stored
   // direction or recomputed) changes no bit, with one thread or three. Sizes straddle the default
@@ -133,15 +140,9 @@ int main() {
     };
     for (const cpu::TwoPassLimits& limits : schedules) {
       cpu::set_two_pass_limits(limits);
-      for (bool threaded : {false, true}) {
-        cpu::set_parallel_for(threaded ? three_threads : nullptr);
-        Problem pr(sizes, 2, 9);
-        run_all(pr);
-        CHECK(pr.bitwise_equal(expected));
-      }
+      check_serial_and_threaded(sizes, 9, expected);
     }
     cpu::set_two_pass_limits(defaults);
-    cpu::set_parallel_for(nullptr);
   }
 
   // found_inf: nothing changes, steps included.
