@@ -243,6 +243,17 @@ def fused_state(opt, p) -> dict:
     return opt.state[p] if p in opt.state else {}
 
 
+def assert_pristine_state(state: dict, p, where: str) -> None:
+    """A state created lazily for a param whose only steps were skipped (found_inf) must be
+    pristine: step 0, zero moments, master == param (as good as no state at all)."""
+    assert float(state["step"]) == 0.0, f"{where}: skipped step counted"
+    for k, v in state.items():
+        if k == "master_param":
+            assert_bitwise_equal(v.to(p.dtype), p, f"{where}: master of pristine state")
+        elif k != "step":
+            assert not bool(v.any()), f"{where}: {k} nonzero in pristine state"
+
+
 def compare_with_reference(opt, ref, params, step: int, master: bool = False,
                            f64_slack: float = 1.0, allow_pristine: bool = False):
     """Params and every state tensor of ``opt`` against the float64 reference ``ref``.
@@ -257,15 +268,7 @@ def compare_with_reference(opt, ref, params, step: int, master: bool = False,
         rs = ref.state.get(i, {})
         use_master = master and p.dtype in LOW_PRECISION
         if not rs and fs and allow_pristine:
-            # State created lazily for a param whose only steps so far were skipped (found_inf):
-            # it must be pristine (step 0, zero moments, master == param), i.e. equivalent to
-            # no state at all.
-            assert float(fs["step"]) == 0.0, f"{where}: skipped step counted"
-            for k, v in fs.items():
-                if k == "master_param":
-                    assert_bitwise_equal(v.to(p.dtype), p, f"{where}: master of pristine state")
-                elif k != "step":
-                    assert not bool(v.any()), f"{where}: {k} nonzero in pristine state"
+            assert_pristine_state(fs, p, where)
             fs = {}
         expected_keys = set(rs) | ({"master_param"} if (use_master and rs) else set())
         assert set(fs) == expected_keys, \
@@ -336,12 +339,7 @@ def assert_skipped_step(before, after, what=""):
     assert len(before) == len(after)
     for i, ((p1, st1), (p2, st2)) in enumerate(zip(before, after)):
         if not st1 and st2:
-            assert float(st2["step"]) == 0.0, f"{what} param {i}: skipped step counted"
-            for k, v in st2.items():
-                if k == "master_param":
-                    assert_bitwise_equal(v.to(p2.dtype), p2, f"{what} param {i}: master")
-                elif k != "step":
-                    assert not bool(v.any()), f"{what} param {i}: {k} written by a skipped step"
+            assert_pristine_state(st2, p2, f"{what} param {i}")
             st2 = {}
         assert_snapshots_equal([(p1, st1)], [(p2, st2)], f"{what} param {i}")
 
@@ -439,3 +437,19 @@ def deepcopy_params(params):
     return [clone_like(p) for p in params]
 
 
+def check_larc_against_reference(opt, params, ref, grads_for_step, weight_decay, steps=6):
+    """Steps a LARC wrapper and the float64 LARS reference side by side: params match, and the
+    caller's grads (objects and values) and the group's weight_decay are left as they were."""
+    for step in range(steps):
+        grads = grads_for_step(step)
+        for p, g in zip(params, grads):
+            p.grad = g
+        kept = [g.clone() for g in grads]
+        opt.step()
+        ref.step([g.cpu() for g in grads])
+        for p, g, k in zip(params, grads, kept):
+            assert p.grad is g and torch.equal(g, k)
+        assert opt.param_groups[0]["weight_decay"] == weight_decay
+        for i, (p, rp) in enumerate(zip(params, ref.params())):
+            torch.testing.assert_close(p.detach().cpu().double(), rp, rtol=2e-5, atol=1e-6,
+                                       msg=lambda m: f"LARC param {i} step {step}: {m}")

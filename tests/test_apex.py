@@ -7,8 +7,8 @@ import torch
 import fusedopt
 from fusedopt import apex
 
-from support import assert_snapshots_equal, deepcopy_params, make_params, reference_cls, \
-    run_steps, snapshot
+from support import assert_snapshots_equal, check_larc_against_reference, deepcopy_params, \
+    make_params, reference_cls, run_steps, snapshot
 
 SHAPES = ((), (7,), (5, 9), (33,), (3, 4, 5))
 
@@ -131,18 +131,9 @@ def test_larc_matches_lars_reference_and_leaves_grads_alone(backend):
     opt = apex.LARC(torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd))
     ref = Reference("lars", [p.detach().cpu() for p in params], lr=lr, momentum=0.9,
                     weight_decay=wd, trust_coefficient=0.02, clip=True, eps=1e-8)
-    for step in range(6):
-        grads = [torch.randn(p.shape, generator=gen).to(backend.device) for p in params]
-        for p, g in zip(params, grads):
-            p.grad = g
-        kept = [g.clone() for g in grads]
-        opt.step()
-        ref.step([g.cpu() for g in grads])
-        for p, g, k in zip(params, grads, kept):
-            assert p.grad is g and torch.equal(g, k)
-        assert opt.param_groups[0]["weight_decay"] == wd
-        for p, r in zip(params, ref.params()):
-            torch.testing.assert_close(p.detach().cpu().double(), r, rtol=2e-5, atol=1e-6)
+    check_larc_against_reference(
+        opt, params, ref,
+        lambda step: [torch.randn(p.shape, generator=gen).to(backend.device) for p in params], wd)
 
 
 def test_larc_zero_grad_gets_no_weight_decay_as_in_apex():

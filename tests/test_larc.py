@@ -6,8 +6,8 @@ import torch
 
 import fusedopt
 import fusedopt.apex as fapex
-from support import (assert_snapshots_equal, dense_plan, make_grads, make_params, reference_cls,
-                     run_steps, snapshot)
+from support import (assert_snapshots_equal, check_larc_against_reference, dense_plan, make_grads,
+                     make_params, reference_cls, run_steps, snapshot)
 
 F32 = torch.float32
 
@@ -29,20 +29,9 @@ def test_larc_matches_reference_lars(backend, inner, clip):
     ref = Reference("lars", [p.cpu() for p in params], trust_coefficient=0.02, clip=clip,
                     **sgd_kw)
     gen = torch.Generator().manual_seed(0)
-    for step in range(6):
-        grads = make_grads(params, step, gen, dense_plan)
-        for p, g in zip(params, grads):
-            p.grad = g
-        kept = [g.clone() for g in grads]
-        opt.step()
-        ref.step([g.cpu() for g in grads])
-        # the caller's gradients and the group's weight decay are restored
-        for p, g, k in zip(params, grads, kept):
-            assert p.grad is g and torch.equal(g, k)
-        assert opt.param_groups[0]["weight_decay"] == 0.01
-        for i, (p, rp) in enumerate(zip(params, ref.params())):
-            torch.testing.assert_close(p.double().cpu(), rp, rtol=2e-5, atol=1e-6,
-                                       msg=lambda m: f"LARC param {i} step {step}: {m}")
+    check_larc_against_reference(opt, params, ref,
+                                 lambda step: make_grads(params, step, gen, dense_plan),
+                                 sgd_kw["weight_decay"])
 
 
 def test_larc_state_dict_round_trip(backend):
