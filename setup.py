@@ -32,12 +32,14 @@ def version():
     return re.search(r'__version__ = "([^"]+)"', text).group(1)
 
 
-# Flags shared by every C++ translation unit: contraction off so every SIMD level, and the
-# emulated CUDA kernels, round identically (and never fast-math); -fno-math-errno lets sqrt
-# vectorize; no -march: SIMD levels are dispatched at run time. -fopenmp: at::parallel_for is
-# an inline OpenMP region, so without it the CPU backend would silently run on one thread.
-COMMON_CXX = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-Wall",
-              "-Wno-unused-function"]
+def read_build_flags():
+    """csrc/build_flags.txt: {kind: [flags]} (std, cxx, nvcc), shared with CMakeLists.txt."""
+    flags = {}
+    for line in (ROOT / "csrc" / "build_flags.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].split()
+        if line:
+            flags.setdefault(line[0], []).extend(line[1:])
+    return flags
 
 
 def extensions():
@@ -49,7 +51,11 @@ def extensions():
     include_dirs = [str(ROOT / "csrc" / "include"), str(ROOT / "csrc" / "cpu"),
                     str(ROOT / "csrc" / "torch")]
     macros = [("FUSEDOPT_VERSION", f'"{version()}"')]
-    cxx = list(COMMON_CXX)
+    flags = read_build_flags()
+    std = "-std=" + flags["std"][0]
+    # -fopenmp: at::parallel_for is an inline OpenMP region, so without it the CPU backend
+    # would silently run on one thread (the torch-free C++ tests bring their own threads).
+    cxx = [std] + flags["cxx"] + ["-fopenmp"]
 
     want_cuda = os.environ.get("FUSEDOPT_CUDA", "auto")
     has_cuda_toolchain = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
@@ -66,9 +72,7 @@ def extensions():
         sources += groups["cuda"] + groups.get("torch_cuda", [])
         macros.append(("FUSEDOPT_WITH_CUDA", "1"))
         archs = os.environ.get("FUSEDOPT_CUDA_ARCHS", "80;90;100").split(";")
-        # --fmad=false: no FMA contraction, so GPU results round like the CPU backend (the
-        # kernels are memory-bound; contraction buys nothing measurable there).
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "--fmad=false"]
+        nvcc = [std] + flags["nvcc"]
         if os.environ.get("FUSEDOPT_CUDA_VERBOSE_PTXAS", "0") == "1":
             nvcc.append("-Xptxas=-v")
         nvcc += [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]

@@ -52,16 +52,19 @@ EOF
 mapfile -t CU_SOURCES < <(awk '$1 == "cuda" {print $2}' "$ROOT/csrc/SOURCES.txt")
 [ "${#CU_SOURCES[@]}" -gt 0 ] || { echo "no cuda sources in csrc/SOURCES.txt" >&2; exit 1; }
 log "nvcc -cubin -Xptxas -v: ${#CU_SOURCES[@]} sources x sm_${ARCHS[*]}"
+# The product's nvcc flags (csrc/build_flags.txt, as setup.py uses them).
+NVCC_FLAGS="-std=$(awk '$1 == "std" {print $2}' "$ROOT/csrc/build_flags.txt") $(awk '$1 == "nvcc" {$1 = ""; print}' "$ROOT/csrc/build_flags.txt")"
 compile_one() {  # src arch
   local src=$1 arch=$2 base
   base=$(basename "$src" .cu)
-  "$NVCC" -std=c++17 -O3 --expt-relaxed-constexpr --fmad=false -cubin -arch="sm_$arch" \
+  # shellcheck disable=SC2086
+  "$NVCC" $NVCC_FLAGS -cubin -arch="sm_$arch" \
     -Xptxas -v -I"$ROOT/csrc/include" -I"$ROOT/csrc/cuda" -I"$ROOT/csrc/testing/simt" \
     "$ROOT/$src" -o "$OUT/cubin/${base}.sm_$arch.cubin" > "$OUT/cubin/${base}.sm_$arch.ptxas.log" 2>&1 ||
     { cat "$OUT/cubin/${base}.sm_$arch.ptxas.log" >&2; return 1; }
 }
 export -f compile_one
-export NVCC ROOT OUT
+export NVCC ROOT OUT NVCC_FLAGS
 for src in "${CU_SOURCES[@]}"; do for a in "${ARCHS[@]}"; do echo "$src $a"; done; done |
   xargs -P "$JOBS" -n 2 bash -c 'compile_one "$0" "$1"'
 

@@ -31,6 +31,25 @@ def _register_fakes() -> None:
 _register_fakes()
 
 
+def _init_simd_level_from_env() -> None:
+    # FUSEDOPT_CPU_ISA forces a lower CPU SIMD level. One this CPU cannot run, or a typo, warns
+    # (naming the levels available) and keeps the best level: all levels give the same bits.
+    problem = _C.simd_level_env_problem()
+    if problem:
+        import warnings
+
+        warnings.warn(problem, RuntimeWarning, stacklevel=3)
+        _C.set_simd_level(available_simd_levels()[-1])
+
+
+def available_simd_levels() -> list:
+    """CPU SIMD levels this machine can run, lowest first (``FUSEDOPT_CPU_ISA`` picks one)."""
+    return _C.available_simd_levels().split(", ")
+
+
+_init_simd_level_from_env()
+
+
 def build_info() -> dict:
     """What this build of fusedopt contains and which CPU SIMD level is in use."""
     return {
@@ -43,6 +62,7 @@ def build_info() -> dict:
         "cuda_compiled": bool(_C.cuda_compiled),
         "cuda_available": bool(_C.cuda_compiled and torch.cuda.is_available()),
         "cpu_simd_level": _C.simd_level(),
+        "cpu_simd_levels_available": available_simd_levels(),
         "cpu_threads": torch.get_num_threads(),
     }
 

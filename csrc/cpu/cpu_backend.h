@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "fusedopt/math/adam.h"
 #include "fusedopt/math/lamb.h"
@@ -26,10 +27,15 @@ constexpr int64_t kChunkSize = 32768;
 using ParallelFor = void (*)(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 void set_parallel_for(ParallelFor fn);
 
-// SIMD level chosen at load time ("avx512", "avx2" or "baseline"). FUSEDOPT_CPU_ISA overrides
-// it (for testing that every level gives bitwise identical results).
+// SIMD level the kernels run at ("avx512", "avx2" or "baseline"; only "baseline" off x86-64),
+// chosen on first use: the best this CPU supports, or a lower one forced by FUSEDOPT_CPU_ISA.
+// A FUSEDOPT_CPU_ISA this CPU cannot run (or no level at all) leaves the best level in use and
+// prints a warning; simd_level_env_problem() returns that message ("" when there is none) so
+// the Python package can raise it instead.
 const char* simd_level();
 bool set_simd_level(const char* name);  // returns false if unknown or unsupported here
+std::string available_simd_levels();     // levels this CPU can run, lowest first, ", "-joined
+std::string simd_level_env_problem();
 
 // The LAMB / LARS two-pass schedule (driver.cpp): a tensor whose pass 1 reads at most
 // solo_bytes runs on one thread, a larger one on all threads; pass 2 of LAMB reads a stored

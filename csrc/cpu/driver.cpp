@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernel_table.h"
@@ -20,27 +22,60 @@ void serial_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
 
 ParallelFor g_parallel_for = serial_for;
 
-const KernelTable* detect_level() {
+// Lowest to highest.
+const KernelTable* const kLevels[] = {
+    &kBaselineKernels,
+#if defined(FUSEDOPT_CPU_X86_LEVELS)
+    &kAvx2Kernels,
+    &kAvx512Kernels,
+#endif
+};
+
+// Index in kLevels of the highest level this CPU (and its OS: libgcc checks that XSAVE
+// enables the AVX / AVX-512 registers) can run.
+int best_level() {
+#if defined(FUSEDOPT_CPU_X86_LEVELS)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-    return &kAvx512Kernels;
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
+    return 2;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("f16c"))
-    return &kAvx2Kernels;
-  return &kBaselineKernels;
+    return 1;
+#endif
+  return 0;
 }
 
-// Lowest to highest; a level may be selected only if this CPU supports it.
-const KernelTable* const kLevels[] = {&kBaselineKernels, &kAvx2Kernels, &kAvx512Kernels};
-
+// The level called `name` if this CPU can run it, else nullptr.
 const KernelTable* find_level(const char* name) {
-  const KernelTable* best = detect_level();
-  for (const KernelTable* t : kLevels) {
-    if (std::strcmp(t->name, name) == 0) return t;
-    if (t == best) break;
-  }
+  const int best = best_level();
+  for (int i = 0; i <= best; ++i)
+    if (std::strcmp(kLevels[i]->name, name) == 0) return kLevels[i];
   return nullptr;
+}
+
+std::string level_list(int last) {
+  std::string s;
+  for (int i = 0; i <= last; ++i) s += (i ? ", " : "") + std::string(kLevels[i]->name);
+  return s;
+}
+
+// The level FUSEDOPT_CPU_ISA asks for, or the best one; *problem says why the request was not
+// honoured.
+const KernelTable* level_from_env(std::string* problem) {
+  const KernelTable* best = kLevels[best_level()];
+  const char* forced = std::getenv("FUSEDOPT_CPU_ISA");
+  if (forced == nullptr || *forced == '\0') return best;
+  if (const KernelTable* k = find_level(forced)) return k;
+  bool known = false;
+  for (const KernelTable* t : kLevels) known = known || std::strcmp(t->name, forced) == 0;
+  *problem = std::string("FUSEDOPT_CPU_ISA=") + forced +
+             (known ? " is a SIMD level this CPU cannot run" : " is not a SIMD level") +
+             "; this CPU can run: " + level_list(best_level()) + " (unset it to use " +
+             best->name + "); using " + best->name;
+  return best;
 }
 
 // Chosen on first use (not during static initialization: the tables live in other TUs).
@@ -49,9 +84,10 @@ std::atomic<const KernelTable*> g_kernels{nullptr};
 const KernelTable& kernels() {
   const KernelTable* k = g_kernels.load(std::memory_order_acquire);
   if (k == nullptr) {
-    const char* forced = std::getenv("FUSEDOPT_CPU_ISA");
-    k = forced ? find_level(forced) : nullptr;
-    if (k == nullptr) k = detect_level();
+    std::string problem;
+    k = level_from_env(&problem);
+    // The Python package checks FUSEDOPT_CPU_ISA itself and raises; C++ users get a warning.
+    if (!problem.empty()) std::fprintf(stderr, "fusedopt: %s\n", problem.c_str());
     g_kernels.store(k, std::memory_order_release);
   }
   return *k;
@@ -271,6 +307,14 @@ TwoPassLimits two_pass_limits() { return g_two_pass; }
 void set_two_pass_limits(const TwoPassLimits& limits) { g_two_pass = limits; }
 
 const char* simd_level() { return kernels().name; }
+
+std::string available_simd_levels() { return level_list(best_level()); }
+std::string simd_level_env_problem() {
+  std::string problem;
+  level_from_env(&problem);
+  return problem;
+}
+
 
 bool set_simd_level(const char* name) {
   const KernelTable* k = find_level(name);

@@ -1,6 +1,11 @@
 // The per-chunk kernels one SIMD level provides. kernels_impl.h is compiled once per level
 // (kernels_baseline.cpp, kernels_avx2.cpp, kernels_avx512.cpp); the driver picks a table at
 // run time, so the default build needs no -march flag.
+//
+// A level's translation unit must not run any code of its own before the driver has chosen
+// that level: its table is a constexpr constant (function pointers only, placed in .rodata, no
+// static initializer), and nothing else in those files has static storage with a dynamic
+// initializer. The CI check tests/csrc/core/check_level_objects.sh enforces this on the objects.
 #pragma once
 
 #include "cpu_backend.h"
@@ -38,9 +43,17 @@ struct KernelTable {
                       double* out);
 };
 
+// The x86-64 SIMD levels exist only where the compiler targets x86-64; elsewhere (aarch64) the
+// portable baseline level is the only one, vectorized for the target's default ISA.
+#if defined(__x86_64__) || defined(_M_X64)
+#define FUSEDOPT_CPU_X86_LEVELS 1
+#endif
+
 extern const KernelTable kBaselineKernels;
+#if defined(FUSEDOPT_CPU_X86_LEVELS)
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512Kernels;
+#endif
 
 }  // namespace cpu
 }  // namespace fusedopt

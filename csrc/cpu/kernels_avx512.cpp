@@ -4,9 +4,9 @@
 #include <cstring>
 #include <type_traits>
 
-#include <immintrin.h>
-
 #include "kernel_table.h"
+#if defined(FUSEDOPT_CPU_X86_LEVELS)  // x86-64 only (kernel_table.h)
+#include <immintrin.h>
 // Everything below is compiled for this level only; headers above keep their default target.
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
 
@@ -18,7 +18,8 @@ namespace avx512 {
 #undef FUSEDOPT_CPU_AVX512
 }  // namespace avx512
 
-const KernelTable kAvx512Kernels = avx512::kernel_table("avx512");
+constexpr KernelTable kAvx512Kernels = avx512::kernel_table("avx512");
 
 }  // namespace cpu
 }  // namespace fusedopt
+#endif  // FUSEDOPT_CPU_X86_LEVELS

@@ -14,7 +14,7 @@ namespace baseline {
 #include "kernels_impl.h"
 }  // namespace baseline
 
-const KernelTable kBaselineKernels = baseline::kernel_table("baseline");
+constexpr KernelTable kBaselineKernels = baseline::kernel_table("baseline");
 
 }  // namespace cpu
 }  // namespace fusedopt

@@ -367,8 +367,10 @@ void sum_squares_typed(const SquaresRange* ranges, int count, double mult, doubl
     return call;                                                                   \
   })
 
-inline const KernelTable kernel_table(const char* name) {
-  KernelTable t;
+// constexpr: the table of each level is a compile-time constant, so loading the library runs no
+// code compiled for that level (see kernel_table.h).
+constexpr KernelTable kernel_table(const char* name) {
+  KernelTable t{};
   t.name = name;
   t.adam = [](const ParamLists& L, const AdamHyper& h, double lr, double inv, const ChunkRef& ck) {
     FUSEDOPT_DISPATCH_P(L.param_dtype, adam_chunk<P>(L, h, lr, inv, ck));

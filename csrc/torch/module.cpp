@@ -31,6 +31,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_simd_level", [](const std::string& name) {
     return fusedopt::cpu::set_simd_level(name.c_str());
   }, "Select a SIMD level supported by this CPU (for testing); returns False if unavailable");
+  m.def("available_simd_levels", &fusedopt::cpu::available_simd_levels,
+        "SIMD levels this CPU can run, lowest first, comma-separated");
+  m.def("simd_level_env_problem", &fusedopt::cpu::simd_level_env_problem,
+        "Why FUSEDOPT_CPU_ISA cannot be honoured here, or '' when it is unset or valid");
   m.def("set_cpu_route", &fusedopt::torch_glue::set_cpu_route,
         "Run CPU tensors on 'cpu' or on the 'cuda-emulated' kernels");
   m.def("get_cpu_route", &fusedopt::torch_glue::cpu_route);

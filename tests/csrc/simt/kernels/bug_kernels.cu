@@ -57,12 +57,12 @@ __global__ void warp_lockstep_kernel(const float* x, float* out) {
   __syncthreads();
   if (threadIdx.x < 32) {
     volatile float* vs = s;
-    vs[threadIdx.x] += vs[threadIdx.x + 32];
-    vs[threadIdx.x] += vs[threadIdx.x + 16];
-    vs[threadIdx.x] += vs[threadIdx.x + 8];
-    vs[threadIdx.x] += vs[threadIdx.x + 4];
-    vs[threadIdx.x] += vs[threadIdx.x + 2];
-    vs[threadIdx.x] += vs[threadIdx.x + 1];
+    vs[threadIdx.x] = vs[threadIdx.x] + vs[threadIdx.x + 32];
+    vs[threadIdx.x] = vs[threadIdx.x] + vs[threadIdx.x + 16];
+    vs[threadIdx.x] = vs[threadIdx.x] + vs[threadIdx.x + 8];
+    vs[threadIdx.x] = vs[threadIdx.x] + vs[threadIdx.x + 4];
+    vs[threadIdx.x] = vs[threadIdx.x] + vs[threadIdx.x + 2];
+    vs[threadIdx.x] = vs[threadIdx.x] + vs[threadIdx.x + 1];
   }
   if (threadIdx.x == 0) out[0] = s[0];
 }
