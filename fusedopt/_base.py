@@ -296,6 +296,14 @@ class FusedOptimizer(torch.optim.Optimizer):
             self._launch_named(group, bucket, grad_scale, found_inf, context)
 
     # ---- state_dict --------------------------------------------------------------------------
+    def __setstate__(self, state: dict) -> None:
+        # torch.optim.Optimizer.__setstate__ (run by load_state_dict and by unpickling) adds
+        # defaults["differentiable"] = False, which load_state_dict would then copy into every
+        # param group: a loaded optimizer's state_dict would gain a key the original lacks.
+        # fusedopt steps are never differentiable, so the option does not exist here.
+        super().__setstate__(state)
+        self.defaults.pop("differentiable", None)
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Like torch's, but state keeps its own dtype: torch would cast fp32 moments and master
         weights of fp16/bf16 params to the param dtype, silently rounding them on resume."""

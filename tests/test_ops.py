@@ -225,6 +225,37 @@ def test_simd_levels_exist():
     levels = _available_levels()
     assert "baseline" in levels and _C.simd_level() in levels
     assert _C.set_simd_level("no-such-level") is False
+    assert fusedopt.available_simd_levels() == levels
+
+
+def _import_level(env_value):
+    """(level in use, stderr) of a fresh interpreter importing fusedopt with FUSEDOPT_CPU_ISA."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FUSEDOPT_CPU_ISA"}
+    if env_value is not None:
+        env["FUSEDOPT_CPU_ISA"] = env_value
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c",
+         "import fusedopt; print(fusedopt.build_info()['cpu_simd_level'])"],
+        env=env, capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout.strip().splitlines()[-1], out.stderr
+
+
+def test_cpu_isa_env_forces_a_level_or_warns_naming_the_levels():
+    levels = _available_levels()
+    best, err = _import_level(None)
+    assert best == levels[-1] and "FUSEDOPT_CPU_ISA" not in err
+    level, err = _import_level("baseline")
+    assert level == "baseline" and "FUSEDOPT_CPU_ISA" not in err
+    unsupported = [lv for lv in ("avx2", "avx512") if lv not in levels]
+    for value in ["no-such-level"] + unsupported:
+        level, err = _import_level(value)
+        assert level == best, value
+        assert "RuntimeWarning" in err and f"FUSEDOPT_CPU_ISA={value}" in err, err
+        assert "this CPU can run: " + ", ".join(levels) in err, err
 
 
 @pytest.mark.big
