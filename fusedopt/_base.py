@@ -46,6 +46,31 @@ def _state_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 
 
+# ---- distributed tensors (FSDP2 / DTensor) --------------------------------------------------------
+# A DTensor param is updated through its local shard: the ops get the local tensors of the param,
+# its grad and its states (which are DTensors with the param's placements, so DCP checkpoints
+# see them sharded like the param). Element-wise optimizers need nothing else; an optimizer whose
+# update needs full-tensor norms (LAMB, LARS) says so in _needs_full_tensor_norms.
+try:
+    from torch.distributed.tensor import DTensor as _DTensor
+except ImportError:  # torch built without distributed
+    _DTensor = None
+
+
+def _is_dtensor(t) -> bool:
+    return _DTensor is not None and isinstance(t, _DTensor)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The local shard of a DTensor (the same tensor object on every call, under no_grad, so
+    writes to it are writes to the DTensor), or t itself."""
+    return t.to_local() if _is_dtensor(t) else t
+
+
+def _is_fsdp1_flat_param(p) -> bool:
+    return bool(getattr(p, "_is_flat_param", False)) or type(p).__name__ == "FlatParameter"
+
+
 @dataclass
 class Bucket:
     """Params of one group that share a device, a dtype and any subclass-specific key."""
@@ -95,6 +120,9 @@ class FusedOptimizer(torch.optim.Optimizer):
     # the grads itself: the kernels unscale in-flight and skip the step on overflow.
     _step_supports_amp_scaling = True
     _step_cache: Optional["_StepCache"] = None
+    # True where the update of a param needs norms of the full tensor (LAMB, LARS): such an
+    # optimizer refuses params sharded across ranks until cross-shard norms exist.
+    _needs_full_tensor_norms = False
 
     def __init__(self, params, defaults: dict):
         if "lr" in defaults and not isinstance(defaults["lr"], torch.Tensor) and defaults["lr"] < 0:
@@ -125,6 +153,24 @@ class FusedOptimizer(torch.optim.Optimizer):
     def _check_group(self, gi: int, group: dict) -> None:
         name = type(self).__name__
         for pi, p in enumerate(group["params"]):
+            if _is_fsdp1_flat_param(p):
+                raise TypeError(
+                    f"{name}: param {pi} of param group {gi} is an FSDP1 FlatParameter, a "
+                    "flattened concatenation of many params whose shapes (and so per-tensor "
+                    "norms and state layouts) are lost; shard the model with FSDP2 instead "
+                    "(torch.distributed.fsdp.fully_shard), whose DTensor params fusedopt "
+                    "supports")
+            if _is_dtensor(p):
+                # Decided here, before the first step: step() takes the DTensor path from
+                # the start (found_inf agreed across ranks, no step cache).
+                self._uses_dtensors = True
+            if _is_dtensor(p) and self._needs_full_tensor_norms and \
+                    any(pl.is_shard() or pl.is_partial() for pl in p.placements):
+                raise NotImplementedError(
+                    f"{name}: param {pi} of param group {gi} is a DTensor sharded as "
+                    f"{p.placements}; {name}'s trust ratio needs the norm of the full tensor, "
+                    "and cross-shard norms are not implemented yet. Replicated DTensors work; "
+                    "for sharded params use FusedAdamW / FusedAdam / FusedSGD / FusedLion")
             if p.is_complex():
                 raise TypeError(
                     f"{name}: param {pi} of param group {gi} is complex ({p.dtype}); fusedopt "
@@ -190,14 +236,28 @@ class FusedOptimizer(torch.optim.Optimizer):
             b = buckets.get(key)
             if b is None:
                 b = buckets[key] = Bucket(device, dtype, key[3], states={n: [] for n in names})
-            b.params.append(p)
-            b.grads.append(g)
+            if _is_dtensor(p):
+                if not _is_dtensor(g) or g.device_mesh != p.device_mesh \
+                        or g.placements != p.placements:
+                    raise RuntimeError(
+                        f"{type(self).__name__}: param {pi} of param group {gi} is a DTensor "
+                        f"placed {p.placements} but its gradient is "
+                        + (f"placed {g.placements}" if _is_dtensor(g) else "a plain tensor")
+                        + "; the gradient must be sharded like its param (as FSDP2 does)")
+                b.params.append(p.to_local())
+                b.grads.append(g.to_local())
+                b.masters.extend([_local(state["master_param"])] if use_master else [])
+                for n in names:
+                    b.states[n].append(_local(state[n]))
+            else:
+                b.params.append(p)
+                b.grads.append(g)
+                if use_master:
+                    b.masters.append(state["master_param"])
+                for n in names:
+                    b.states[n].append(state[n])
             b.origins.append((gi, pi))
             b.steps.append(state["step"])
-            if use_master:
-                b.masters.append(state["master_param"])
-            for n in names:
-                b.states[n].append(state[n])
         return buckets
 
     # ---- step --------------------------------------------------------------------------------
@@ -218,6 +278,13 @@ class FusedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
+        if getattr(self, "_uses_dtensors", False):
+            # Sharded params: the step cache keys its checks by the tensors the ops get, which
+            # are the DTensors' local shards here; gathering anew costs little next to the
+            # collectives of a sharded step.
+            buckets_per_group = self._gather_all()
+            self._run(buckets_per_group, grad_scale, self._agreed_found_inf(found_inf))
+            return loss
         if torch.compiler.is_compiling():
             # Traced once into a graph: host cost does not matter, keep the plain path.
             self._run(self._gather_all(), grad_scale, found_inf)
@@ -233,6 +300,28 @@ class FusedOptimizer(torch.optim.Optimizer):
             if self._step_cache is not None:
                 self._step_cache.release()
         return loss
+
+    def _agreed_found_inf(self, found_inf):
+        """found_inf as every rank that shares a DTensor param sees it: the maximum over the
+        param meshes' ranks (one all-reduce per distinct mesh, without a host sync), so that an
+        inf in one rank's shard skips the step on every rank."""
+        if found_inf is None:
+            return None
+        from torch.distributed.tensor import DTensor, Partial, Replicate
+
+        meshes = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if _is_dtensor(p) and p.grad is not None and \
+                        all(p.device_mesh is not m for m in meshes):
+                    meshes.append(p.device_mesh)
+        agreed = found_inf
+        for mesh in meshes:
+            local = agreed.reshape(1).to(mesh.device_type, dtype=torch.float32)
+            partial = DTensor.from_local(local, mesh, [Partial("max")] * mesh.ndim,
+                                         run_check=False)
+            agreed = partial.redistribute(mesh, [Replicate()] * mesh.ndim).to_local().reshape(())
+        return agreed
 
     def _gather_all(self) -> list:
         return [self._gather(gi, g) for gi, g in enumerate(self.param_groups)]

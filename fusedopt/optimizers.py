@@ -132,6 +132,8 @@ class FusedLAMB(FusedOptimizer):
                                       max_trust_ratio=max_trust_ratio,
                                       master_weights=master_weights))
 
+    _needs_full_tensor_norms = True
+
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq")
 
@@ -193,6 +195,8 @@ class FusedLARS(FusedOptimizer):
                                       trust_coefficient=trust_coefficient, eps=eps, clip=clip,
                                       exclude_bias_and_norm=exclude_bias_and_norm,
                                       lars_exclude=False, master_weights=master_weights))
+
+    _needs_full_tensor_norms = True
 
     def _state_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .._base import _is_dtensor, _local
 from .._ops import ops
 from ..optimizers import FusedAdam as _FusedAdam
 from ..optimizers import FusedLAMB as _FusedLAMB
@@ -187,13 +188,19 @@ class LARC:
         params = [p for p in group["params"] if p.grad is not None]
         buckets = {}
         for p in params:
+            if _is_dtensor(p) and not all(pl.is_replicate() for pl in p.placements):
+                raise NotImplementedError(
+                    f"LARC: a param is a DTensor sharded as {p.placements}; LARC's local "
+                    "learning rate needs the norm of the full tensor, and cross-shard norms "
+                    "are not implemented yet (replicated DTensors work)")
             buckets.setdefault((p.device, p.dtype), []).append(p)
         wd = group.get("weight_decay", 0.0)
         lr = group["lr"]
         out = []
         for plist in buckets.values():
-            grads = [p.grad for p in plist]
-            p_norms = ops.l2_norms(plist, None)
+            # Replicated DTensors: the local tensor is the full tensor.
+            grads = [_local(p.grad) for p in plist]
+            p_norms = ops.l2_norms([_local(p) for p in plist], None)
             g_norms = ops.l2_norms(grads, None)
             local_lr = self.trust_coefficient * p_norms / (g_norms + p_norms * wd + self.eps)
             if self.clip:
@@ -202,8 +209,11 @@ class LARC:
             factor = torch.where(adapt, local_lr, torch.ones_like(local_lr))
             decay = torch.where(adapt, torch.full_like(local_lr, wd), torch.zeros_like(local_lr))
             for i, (p, g) in enumerate(zip(plist, grads)):
-                scaled = (g.float() + decay[i] * p.float()) * factor[i]
-                out.append((p, scaled.to(g.dtype)))
+                scaled = ((g.float() + decay[i] * _local(p).float()) * factor[i]).to(g.dtype)
+                if _is_dtensor(p):
+                    scaled = type(p).from_local(scaled, p.device_mesh, p.placements,
+                                                run_check=False)
+                out.append((p, scaled))
         return out
 
     def step(self, closure=None):
