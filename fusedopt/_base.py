@@ -36,6 +36,7 @@ import re
 
 import torch
 
+from . import _distributed
 from ._ops import ops  # noqa: F401  (loads the extension)
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -49,8 +50,8 @@ def _state_dtype(param: torch.Tensor) -> torch.dtype:
 # ---- distributed tensors (FSDP2 / DTensor) --------------------------------------------------------
 # A DTensor param is updated through its local shard: the ops get the local tensors of the param,
 # its grad and its states (which are DTensors with the param's placements, so DCP checkpoints
-# see them sharded like the param). Element-wise optimizers need nothing else; an optimizer whose
-# update needs full-tensor norms (LAMB, LARS) says so in _needs_full_tensor_norms.
+# see them sharded like the param). Element-wise optimizers need nothing else; LAMB and LARS
+# complete their norms across ranks in _run_sharded (fusedopt/_distributed.py).
 try:
     from torch.distributed.tensor import DTensor as _DTensor
 except ImportError:  # torch built without distributed
@@ -120,9 +121,6 @@ class FusedOptimizer(torch.optim.Optimizer):
     # the grads itself: the kernels unscale in-flight and skip the step on overflow.
     _step_supports_amp_scaling = True
     _step_cache: Optional["_StepCache"] = None
-    # True where the update of a param needs norms of the full tensor (LAMB, LARS): such an
-    # optimizer refuses params sharded across ranks until cross-shard norms exist.
-    _needs_full_tensor_norms = False
 
     def __init__(self, params, defaults: dict):
         if "lr" in defaults and not isinstance(defaults["lr"], torch.Tensor) and defaults["lr"] < 0:
@@ -164,13 +162,6 @@ class FusedOptimizer(torch.optim.Optimizer):
                 # Decided here, before the first step: step() takes the DTensor path from
                 # the start (found_inf agreed across ranks, no step cache).
                 self._uses_dtensors = True
-            if _is_dtensor(p) and self._needs_full_tensor_norms and \
-                    any(pl.is_shard() or pl.is_partial() for pl in p.placements):
-                raise NotImplementedError(
-                    f"{name}: param {pi} of param group {gi} is a DTensor sharded as "
-                    f"{p.placements}; {name}'s trust ratio needs the norm of the full tensor, "
-                    "and cross-shard norms are not implemented yet. Replicated DTensors work; "
-                    "for sharded params use FusedAdamW / FusedAdam / FusedSGD / FusedLion")
             if p.is_complex():
                 raise TypeError(
                     f"{name}: param {pi} of param group {gi} is complex ({p.dtype}); fusedopt "
@@ -282,8 +273,8 @@ class FusedOptimizer(torch.optim.Optimizer):
             # Sharded params: the step cache keys its checks by the tensors the ops get, which
             # are the DTensors' local shards here; gathering anew costs little next to the
             # collectives of a sharded step.
-            buckets_per_group = self._gather_all()
-            self._run(buckets_per_group, grad_scale, self._agreed_found_inf(found_inf))
+            self._mesh = _distributed.param_mesh(self)
+            self._run_sharded(self._gather_all(), grad_scale, found_inf)
             return loss
         if torch.compiler.is_compiling():
             # Traced once into a graph: host cost does not matter, keep the plain path.
@@ -301,27 +292,37 @@ class FusedOptimizer(torch.optim.Optimizer):
                 self._step_cache.release()
         return loss
 
-    def _agreed_found_inf(self, found_inf):
-        """found_inf as every rank that shares a DTensor param sees it: the maximum over the
-        param meshes' ranks (one all-reduce per distinct mesh, without a host sync), so that an
-        inf in one rank's shard skips the step on every rank."""
-        if found_inf is None:
-            return None
-        from torch.distributed.tensor import DTensor, Partial, Replicate
+    # ---- DTensor params (docs/distributed.md) ---------------------------------------------------
+    def _mesh_group(self):
+        """The process group of all ranks of the params' mesh, made once per mesh."""
+        if getattr(self, "_group_of", None) is not self._mesh:
+            self._group = _distributed.mesh_group(self._mesh)
+            self._group_of = self._mesh
+        return self._group
 
-        meshes = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if _is_dtensor(p) and p.grad is not None and \
-                        all(p.device_mesh is not m for m in meshes):
-                    meshes.append(p.device_mesh)
-        agreed = found_inf
-        for mesh in meshes:
-            local = agreed.reshape(1).to(mesh.device_type, dtype=torch.float32)
-            partial = DTensor.from_local(local, mesh, [Partial("max")] * mesh.ndim,
-                                         run_check=False)
-            agreed = partial.redistribute(mesh, [Replicate()] * mesh.ndim).to_local().reshape(())
-        return agreed
+    def _reduction_device(self) -> torch.device:
+        return torch.device(self._mesh.device_type)
+
+    def _originals(self, bucket: Bucket) -> list:
+        """The params (DTensors or plain) behind a bucket's local tensors."""
+        groups = self.param_groups
+        return [groups[gi]["params"][pi] for gi, pi in bucket.origins]
+
+    def _call_named(self, bucket: Bucket, fn: Callable):
+        try:
+            return fn()
+        except RuntimeError as e:
+            raise name_param_in_error(self, e, bucket.origins) from e
+
+    def _run_sharded(self, buckets_per_group: list, grad_scale, found_inf) -> None:
+        """A step with DTensor params. Element-wise optimizers only need found_inf to agree
+        across ranks (one all-reduce when a GradScaler is in use, none otherwise)."""
+        if found_inf is not None:
+            red = _distributed.Reduction(self, self._reduction_device())
+            handle = red.add(found_inf)
+            red.reduce()
+            found_inf = red.get(handle).reshape(()).float()
+        self._run(buckets_per_group, grad_scale, found_inf)
 
     def _gather_all(self) -> list:
         return [self._gather(gi, g) for gi, g in enumerate(self.param_groups)]

@@ -22,6 +22,19 @@ def _register_fakes() -> None:
         device = tensors[0].device if len(tensors) else torch.device("cpu")
         return torch.empty((len(tensors),), dtype=torch.float32, device=device)
 
+    @torch.library.register_fake("fusedopt::lamb_moments_")
+    def _lamb_moments_fake(params, *args):
+        device = params[0].device if len(params) else torch.device("cpu")
+        return torch.empty((2 * len(params),), dtype=torch.float64, device=device)
+
+    torch.library.register_fake("fusedopt::lamb_apply_")(lambda *args, **kwargs: None)
+
+    @torch.library.register_fake("fusedopt::sums_of_squares")
+    def _sums_of_squares_fake(tensors, scaled, grad_scale):
+        first = list(tensors) + list(scaled)
+        device = first[0].device if first else torch.device("cpu")
+        return torch.empty((len(tensors) + len(scaled),), dtype=torch.float64, device=device)
+
     @torch.library.register_fake("fusedopt::global_l2_norm")
     def _global_l2_norm_fake(tensors, grad_scale):
         device = tensors[0].device if len(tensors) else torch.device("cpu")

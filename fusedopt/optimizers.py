@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import torch
 
+from . import _distributed
 from ._base import Bucket, FusedOptimizer, StepScalars, name_param_in_error
 from ._ops import ops
 
@@ -132,8 +133,6 @@ class FusedLAMB(FusedOptimizer):
                                       max_trust_ratio=max_trust_ratio,
                                       master_weights=master_weights))
 
-    _needs_full_tensor_norms = True
-
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq")
 
@@ -175,6 +174,59 @@ class FusedLAMB(FusedOptimizer):
                   float(max_ratio) if max_ratio is not None else 0.0, s.grad_scale, s.found_inf)
 
 
+    def _run_sharded(self, buckets_per_group, grad_scale, found_inf) -> None:
+        """DTensor params: norms of the full tensors in at most two all-reduces per step
+        (docs/distributed.md): [found_inf, per-tensor grad sums of squares] when a scaler or
+        clipping needs them, then pass 1 (lamb_moments_) and the per-tensor ||p||^2, ||u||^2
+        of every bucket in one all-reduce, then pass 2 (lamb_apply_) with those sums."""
+        launches = self._launches(buckets_per_group)
+        device = self._reduction_device()
+        clip = any(_clipping_enabled(g["max_grad_norm"]) for g, _ in launches)
+        first = _distributed.Reduction(self, device)
+        h_found = first.add(found_inf) if found_inf is not None else None
+        h_grads = []
+        if clip:
+            for _, b in launches:
+                scale = None if grad_scale is None else \
+                    torch.as_tensor(grad_scale, dtype=torch.float32).to(b.device)
+                sq = self._call_named(b, lambda: ops.sums_of_squares([], b.grads, scale))
+                h_grads.append(first.add_masked_sums(sq, self._originals(b), 1))
+        first.reduce()
+        found = None if h_found is None else first.get(h_found).reshape(()).float()
+        global_norm = None
+        if h_grads:
+            global_norm = torch.cat([first.get(h) for h in h_grads]).sum().sqrt().float()
+
+        second = _distributed.Reduction(self, device)
+        handles = []
+        for group, b in launches:
+            s = self._scalars(group, b.device, grad_scale, found)
+            beta1, beta2 = group["betas"]
+            clip_here = _clipping_enabled(group["max_grad_norm"]) and global_norm is not None
+            norm = global_norm.to(b.device) if clip_here else None
+            sums = self._call_named(b, lambda: ops.lamb_moments_(
+                b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"], b.masters,
+                b.steps, beta1, beta2, group["eps"], group["weight_decay"],
+                group["adam_w_mode"], group["bias_correction"], group["grad_averaging"],
+                float(group["max_grad_norm"]) if clip_here else 0.0, norm, s.grad_scale,
+                s.found_inf))
+            handles.append((s, norm, clip_here, second.add_masked_sums(sums, self._originals(b),
+                                                                       2)))
+        second.reduce()
+        for (group, b), (s, norm, clip_here, h) in zip(launches, handles):
+            beta1, beta2 = group["betas"]
+            max_ratio = group["max_trust_ratio"]
+            full = second.get(h).to(b.device)
+            self._call_named(b, lambda: ops.lamb_apply_(
+                b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"], b.masters,
+                b.steps, s.lr, s.lr_tensor, beta1, beta2, group["eps"], group["weight_decay"],
+                group["adam_w_mode"], group["bias_correction"], group["grad_averaging"],
+                float(group["max_grad_norm"]) if clip_here else 0.0, norm, group["use_nvlamb"],
+                group["trust_clip"], float(group["min_trust_ratio"] or 0.0),
+                float(max_ratio) if max_ratio is not None else 0.0, full, s.grad_scale,
+                s.found_inf))
+
+
 class FusedLARS(FusedOptimizer):
     """LARS (You et al., 2017) with momentum; ``clip=True`` is apex LARC's clip mode.
     Params are excluded from adaptation and weight decay when their group sets
@@ -196,8 +248,6 @@ class FusedLARS(FusedOptimizer):
                                       exclude_bias_and_norm=exclude_bias_and_norm,
                                       lars_exclude=False, master_weights=master_weights))
 
-    _needs_full_tensor_norms = True
-
     def _state_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
 
@@ -211,3 +261,33 @@ class FusedLARS(FusedOptimizer):
                   0.0 if excluded else group["weight_decay"], group["nesterov"],
                   group["trust_coefficient"], group["eps"], group["clip"], not excluded,
                   s.grad_scale, s.found_inf)
+
+    def _run_sharded(self, buckets_per_group, grad_scale, found_inf) -> None:
+        """DTensor params: found_inf and the per-tensor ||p||^2, ||g||^2 of every adapted
+        bucket in one all-reduce (docs/distributed.md), then the update with those sums."""
+        launches = self._launches(buckets_per_group)
+        red = _distributed.Reduction(self, self._reduction_device())
+        h_found = red.add(found_inf) if found_inf is not None else None
+        handles = {}
+        for i, (group, b) in enumerate(launches):
+            if b.key:  # excluded from adaptation: no norms
+                continue
+            scale = None if grad_scale is None else \
+                torch.as_tensor(grad_scale, dtype=torch.float32).to(b.device)
+            sums = self._call_named(b, lambda: ops.sums_of_squares(
+                b.masters if b.masters else b.params, b.grads, scale))
+            n = len(b.params)
+            per_tensor = torch.stack([sums[:n], sums[n:]], dim=1).reshape(-1)
+            handles[i] = red.add_masked_sums(per_tensor, self._originals(b), 2)
+        red.reduce()
+        found = None if h_found is None else red.get(h_found).reshape(()).float()
+        for i, (group, b) in enumerate(launches):
+            s = self._scalars(group, b.device, grad_scale, found)
+            excluded = bool(b.key)
+            full = red.get(handles[i]).to(b.device) if i in handles else None
+            self._call_named(b, lambda: ops.lars_(
+                b.params, b.grads, b.states.get("momentum_buffer", []), b.masters, b.steps,
+                s.lr, s.lr_tensor, group["momentum"], group["dampening"],
+                0.0 if excluded else group["weight_decay"], group["nesterov"],
+                group["trust_coefficient"], group["eps"], group["clip"], not excluded,
+                s.grad_scale, s.found_inf, full))

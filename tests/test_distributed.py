@@ -1,9 +1,10 @@
-"""Checklist item 16 (distributed), the parts that exist today: every element-wise optimizer
-(AdamW, Adam, SGD, Lion) on DTensor params, sharded on a 1-D mesh (3 ranks: uneven and empty
-shards), on a 2-D FSDP x TP mesh (4 ranks), and under FSDP2 fully_shard, is bitwise equal to the
-unsharded run; state tensors are DTensors placed like their params; plain and DTensor params mix
-in one optimizer; found_inf on one rank skips the step on every rank, in one collective;
-LAMB / LARS on sharded params and FSDP1 flat params are refused with a clear error.
+"""Checklist item 16 (distributed): every optimizer on DTensor params, sharded on a 1-D mesh
+(3 ranks: uneven and empty shards), on a 2-D FSDP x TP mesh (4 ranks), and under FSDP2
+fully_shard, equals the unsharded run (bitwise for AdamW, Adam, SGD, Lion; LAMB and LARS within
+the rounding of their cross-shard norms, and bitwise repeatable); state tensors are DTensors
+placed like their params; plain and DTensor params mix in one optimizer; found_inf on one rank
+skips the step on every rank; collectives per step are counted; apex LARC on sharded params and
+FSDP1 flat params are refused with a clear error.
 The ranks run tests/distributed/worker.py under torchrun (gloo), with a timeout."""
 import json
 import os
@@ -14,6 +15,12 @@ import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed", "worker.py")
 ELEMENTWISE = ("adamw", "adam", "sgd", "lion")
+NORMED = ("lamb", "lamb-noclip", "lars", "lars-clip", "apex-lamb")
+ALL = ELEMENTWISE + NORMED
+# Collectives of one step with a GradScaler-style found_inf (the issue's budget is 2): the
+# element-wise ones agree found_inf; LARS adds its norms to that all-reduce; LAMB needs a second
+# one for the norms of the update direction (clipping rides in the first).
+COLLECTIVES = {"lamb": 2, "lamb-noclip": 2, "lars": 1, "lars-clip": 1, "apex-lamb": 2}
 
 
 def _distributed_available():
@@ -50,22 +57,28 @@ def _mismatches(results, prefix):
     return found
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", ALL)
 def test_sharded_equals_unsharded_1d(ranks, name):
     _, results = ranks
     assert _mismatches(results, f"1d/{name}/") == {}
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", ALL)
 def test_sharded_equals_unsharded_2d(ranks, name):
     world, results = ranks
     if world != 4:
         pytest.skip("the 2-D (2 x 2) mesh runs in the 4-rank job")
-    assert _mismatches(results, f"2d/{name}") == {}
-    assert _mismatches(results, "2d/replicate-shard") == {}
+    assert _mismatches(results, f"2d/{name}/") == {}
+    assert _mismatches(results, f"2d/replicate-shard/{name}") == {}
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", NORMED)
+def test_sharded_norm_runs_are_bitwise_repeatable(ranks, name):
+    _, results = ranks
+    assert _mismatches(results, f"repeatable/{name}") == {}
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_found_inf_on_one_rank_skips_everywhere(ranks, name):
     _, results = ranks
     assert _mismatches(results, f"found_inf/{name}") == {}
@@ -81,19 +94,18 @@ def test_fsdp2_fully_shard_adamw(ranks):
     assert _mismatches(results, "fsdp2") == {}
 
 
-def test_one_collective_per_step(ranks):
+def test_collectives_per_step(ranks):
     _, results = ranks
     for res in results:
-        for name in ELEMENTWISE:
-            assert res["collectives"][name] == [1, 1], (name, res["collectives"])
+        for name in ALL:
+            n = COLLECTIVES.get(name, 1)
+            assert res["collectives"][name] == [n, n], (name, res["collectives"])
 
 
 def test_unsupported_sharding_is_refused_clearly(ranks):
     _, results = ranks
     for res in results:
         err = res["errors"]
-        for name in ("FusedLAMB", "FusedLARS"):
-            assert "norm of the full tensor" in err[name] and "Shard(dim=0)" in err[name], err
         assert "norm of the full tensor" in err["LARC"], err
         assert err["replicated"] == "ok" and err["LARC replicated"] == "ok", err
         assert "FlatParameter" in err["fsdp1"] and "fully_shard" in err["fsdp1"], err

@@ -68,8 +68,24 @@ def _op_cases(device, dtype):
     cases.append(("lars_/excluded", ops.lars_.default,
                   (p, g, [], ms, st, 0.1, lr_t, 0.0, 0.0, 0.0, False, 0.001, 1e-8, False, False,
                    None, None)))
+    p, g, (m, v), ms, st = _lists(device, dtype, master=master, seed=9)
+    cases.append(("lamb_moments_", ops.lamb_moments_.default,
+                  (p, g, m, v, ms, st, 0.9, 0.999, 1e-6, 0.01, True, True, True, 1.0, gnorm,
+                   scale, found)))
+    sums = torch.rand(2 * len(p), dtype=F64, generator=torch.Generator().manual_seed(10)) \
+        .to(device)
+    p, g, (m, v), ms, st = _lists(device, dtype, master=master, seed=11)
+    cases.append(("lamb_apply_", ops.lamb_apply_.default,
+                  (p, g, m, v, ms, st, 1e-2, None, 0.9, 0.999, 1e-6, 0.01, True, True, True, 1.0,
+                   gnorm, False, True, 0.1, 10.0, sums, scale, found)))
+    p, g, (b,), ms, st = _lists(device, dtype, nstates=1, master=master, seed=12)
+    cases.append(("lars_/norm_sums", ops.lars_.default,
+                  (p, g, b, ms, st, 0.1, None, 0.9, 0.0, 0.01, True, 0.001, 1e-8, True, True,
+                   scale, found, sums)))
     tensors = make_params([(5,), (0,), (3, 4), (33,)], dtype, device,
                           torch.Generator().manual_seed(8))
+    cases.append(("sums_of_squares", ops.sums_of_squares.default,
+                  (tensors, [t.float() for t in tensors], scale)))
     cases.append(("l2_norms", ops.l2_norms.default, (tensors, None)))
     cases.append(("l2_norms/scaled", ops.l2_norms.default, (tensors, scale)))
     cases.append(("global_l2_norm", ops.global_l2_norm.default, (tensors, None)))
@@ -81,22 +97,29 @@ def _op_cases(device, dtype):
 def test_opcheck_every_op(backend, dtype):
     cases = _op_cases(backend.device, dtype)
     covered = {label.split("/")[0] for label, _, _ in cases}
-    assert covered == {"adam_", "sgd_", "lion_", "lamb_", "lars_", "l2_norms", "global_l2_norm"}
+    registered = {name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("fusedopt::")}
+    assert covered == registered, f"ops without an opcheck case: {registered - covered}"
     for label, op, args in cases:
         result = torch.library.opcheck(op, args)
         assert all(v == "SUCCESS" for v in result.values()), f"{label}: {result}"
 
 
 def test_ops_mutate_their_lists_in_place(backend):
-    """Sanity of the op contract opcheck relies on: params, states and steps change in place."""
+    """Sanity of the op contract opcheck relies on: params (or, for LAMB's pass 1, the moments),
+    and the step counters (except in LAMB's pass 2, whose pass 1 advanced them) change in
+    place."""
     for label, op, args in _op_cases(backend.device, F32):
-        if "norm" in label:
+        name = label.split("/")[0]
+        if name in ("l2_norms", "global_l2_norm", "sums_of_squares"):
             continue
-        params, steps = args[0], [a for a in args if isinstance(a, list)][-1]
-        before = [p.clone() for p in params]
+        written = args[2] if name == "lamb_moments_" else args[0]
+        steps = [a for a in args if isinstance(a, list)][-1]
+        before = [p.clone() for p in written]
         op(*args)
-        assert any(not torch.equal(p, b) for p, b in zip(params, before)), label
-        assert all(float(s) == 3.0 for s in steps), label
+        assert any(not torch.equal(p, b) for p, b in zip(written, before)), label
+        expected_step = 2.0 if name == "lamb_apply_" else 3.0
+        assert all(float(s) == expected_step for s in steps), label
 
 
 # ---- norms --------------------------------------------------------------------------------------

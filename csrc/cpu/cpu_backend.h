@@ -58,12 +58,27 @@ void lion(const ParamLists& lists, const LionHyper& hyper, const StepInputs& in)
 void lamb(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
           const float* global_grad_norm);
 // adapt: apply the trust ratio to these tensors (false for excluded bias / 1-D params).
-void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt);
+// norm_sums (may be null): per tensor t, norm_sums[2t] = ||p_t||^2 and norm_sums[2t + 1] =
+// ||g_t / grad_scale||^2 of the FULL tensors (a sharded tensor's local sums, all-reduced); given,
+// they replace the norm pass.
+void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt,
+          const double* norm_sums = nullptr);
+
+// LAMB in two calls, for tensors sharded across processes (the caller all-reduces the sums in
+// between). lamb_moments: pass 1 (advances the step counters, updates m and v) and the local
+// sums of squares, norm_sums[2t] = ||p_t||^2, norm_sums[2t + 1] = ||u_t||^2. lamb_apply: pass 2
+// with the trust ratios of the given (full-tensor) sums. lamb() is both with local sums.
+void lamb_moments(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
+                  const float* global_grad_norm, double* norm_sums);
+void lamb_apply(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
+                const float* global_grad_norm, const double* norm_sums);
 
 // L2 norms of (x / grad_scale): per_tensor[count] (may be null) and/or the global norm over all
-// tensors (may be null). Accumulated in double, in a fixed order.
+// tensors (may be null), and/or the per-tensor sums of squares (squares[count], may be null).
+// Accumulated in double, in a fixed order.
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
-             const float* grad_scale, float* per_tensor, float* global);
+             const float* grad_scale, float* per_tensor, float* global,
+             double* squares = nullptr);
 
 }  // namespace cpu
 }  // namespace fusedopt

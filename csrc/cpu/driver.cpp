@@ -346,6 +346,37 @@ void lion(const ParamLists& L, const LionHyper& h, const StepInputs& in) {
   for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().lion(L, h, lr, inv, ck); });
 }
 
+namespace {
+// lr * the trust ratio of one tensor, from its sums of squares: the ratio is rounded to float
+// first, as the CUDA kernels do.
+float lamb_scaled_lr(const LambHyper& h, double lr, double param_sq, double update_sq) {
+  const float ratio = math::lamb_trust_ratio(h, static_cast<float>(std::sqrt(param_sq)),
+                                             static_cast<float>(std::sqrt(update_sq)));
+  return lr * ratio;
+}
+
+float lars_ratio(const LarsHyper& h, double lr, double param_sq, double grad_sq) {
+  return math::lars_trust_ratio(h, true, h.weight_decay, lr,
+                                static_cast<float>(std::sqrt(param_sq)),
+                                static_cast<float>(std::sqrt(grad_sq)));
+}
+
+// Per-tensor sums of a per-chunk pass, in chunk order (the order the fused ops use).
+template <class Pass>
+void per_tensor_sums(const ParamLists& L, const std::vector<ChunkRef>& chunks, Pass&& pass,
+                     double* sums) {
+  std::vector<SquaresPartial> partials(chunks.size());
+  for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t i) {
+    partials[static_cast<size_t>(i)] = pass(ck);
+  });
+  std::fill(sums, sums + 2 * L.count, 0.0);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    sums[2 * chunks[i].tensor] += partials[i].param;
+    sums[2 * chunks[i].tensor + 1] += partials[i].second;
+  }
+}
+}  // namespace
+
 void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
           const float* global_grad_norm) {
   if (!begin_step(L, in)) return;
@@ -359,9 +390,7 @@ void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       L, chunks, 4 * elem, static_cast<size_t>(elem),
       [&](const ChunkRef& ck, char* u) { return k.lamb_moments(L, h, inv, gnorm, u, ck); },
       [&](size_t t, const SquaresPartial& s) {
-        const float ratio = math::lamb_trust_ratio(h, static_cast<float>(std::sqrt(s.param)),
-                                                   static_cast<float>(std::sqrt(s.second)));
-        scaled_lr[t] = lr * ratio;
+        scaled_lr[t] = lamb_scaled_lr(h, lr, s.param, s.second);
       },
       [&](const ChunkRef& ck, const char* u) {
         const float lr_t = scaled_lr[static_cast<size_t>(ck.tensor)];
@@ -370,7 +399,37 @@ void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       });
 }
 
-void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt) {
+void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+                  const float* global_grad_norm, double* norm_sums) {
+  if (!begin_step(L, in)) {
+    std::fill(norm_sums, norm_sums + 2 * L.count, 0.0);
+    return;
+  }
+  const double inv = in.inv_grad_scale();
+  const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
+  const KernelTable& k = kernels();
+  per_tensor_sums(
+      L, plan_chunks(L.numel, L.count, kChunkSize),
+      [&](const ChunkRef& ck) { return k.lamb_moments(L, h, inv, gnorm, nullptr, ck); },
+      norm_sums);
+}
+
+void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+                const float* global_grad_norm, const double* norm_sums) {
+  if (in.skip()) return;
+  const double lr = in.lr.get(), inv = in.inv_grad_scale();
+  const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
+  std::vector<float> scaled_lr(static_cast<size_t>(L.count));
+  for (int64_t t = 0; t < L.count; ++t)
+    scaled_lr[static_cast<size_t>(t)] = lamb_scaled_lr(h, lr, norm_sums[2 * t], norm_sums[2 * t + 1]);
+  const KernelTable& k = kernels();
+  for_each_chunk(plan_chunks(L.numel, L.count, kChunkSize), [&](const ChunkRef& ck, int64_t) {
+    k.lamb_apply(L, h, inv, gnorm, scaled_lr[static_cast<size_t>(ck.tensor)], ck);
+  });
+}
+
+void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt,
+          const double* norm_sums) {
   if (!begin_step(L, in)) return;
   const double lr = in.lr.get(), inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
@@ -379,23 +438,22 @@ void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool ad
   auto apply = [&](const ChunkRef& ck) {
     k.lars_apply(L, h, lr, inv, h.weight_decay, ratio[static_cast<size_t>(ck.tensor)], ck);
   };
-  if (!adapt) {
+  if (!adapt || norm_sums != nullptr) {
+    if (adapt)
+      for (int64_t t = 0; t < L.count; ++t)
+        ratio[static_cast<size_t>(t)] = lars_ratio(h, lr, norm_sums[2 * t], norm_sums[2 * t + 1]);
     for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { apply(ck); });
     return;
   }
   two_pass(
       L, chunks, 2 * (L.compute_in_double() ? 8 : 4), 0,
       [&](const ChunkRef& ck, char*) { return k.lars_norms(L, inv, ck); },
-      [&](size_t t, const SquaresPartial& s) {
-        ratio[t] = math::lars_trust_ratio(h, true, h.weight_decay, lr,
-                                          static_cast<float>(std::sqrt(s.param)),
-                                          static_cast<float>(std::sqrt(s.second)));
-      },
+      [&](size_t t, const SquaresPartial& s) { ratio[t] = lars_ratio(h, lr, s.param, s.second); },
       [&](const ChunkRef& ck, const char*) { apply(ck); });
 }
 
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
-             const float* grad_scale, float* per_tensor, float* global) {
+             const float* grad_scale, float* per_tensor, float* global, double* squares) {
   const double inv = grad_scale ? 1.0 / double(*grad_scale) : 1.0;
   const auto chunks = plan_chunks(numel, count, kChunkSize);
   std::vector<double> partials(chunks.size());
@@ -432,6 +490,7 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
   double total = 0.0;
   for (int64_t t = 0; t < count; ++t) {
     if (per_tensor) per_tensor[t] = static_cast<float>(std::sqrt(sums[static_cast<size_t>(t)]));
+    if (squares) squares[t] = sums[static_cast<size_t>(t)];
     total += sums[static_cast<size_t>(t)];
   }
   if (global) *global = static_cast<float>(std::sqrt(total));

@@ -65,9 +65,15 @@ void sgd(const ParamLists& lists, const SGDHyper& hyper, const StepInputs& in);
 void lion(const ParamLists& lists, const LionHyper& hyper, const StepInputs& in);
 void lamb(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
           const float* global_grad_norm);
-void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt);
+void lamb_moments(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
+                  const float* global_grad_norm, double* norm_sums);
+void lamb_apply(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
+                const float* global_grad_norm, const double* norm_sums);
+void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt,
+          const double* norm_sums = nullptr);
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
-             const float* grad_scale, float* per_tensor, float* global);
+             const float* grad_scale, float* per_tensor, float* global,
+             double* squares = nullptr);
 
 // ---- launch planning (host arithmetic only, no device memory touched) ------------------------
 // The launches an op issues for a list shaped like `numel` (the driver uses the same plans).

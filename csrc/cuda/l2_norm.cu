@@ -30,15 +30,17 @@ struct SquaresOp {
 struct NormFin {
   StepInputs in;
   float* per_tensor;
+  double* squares;
   double* tsum;
   __device__ __forceinline__ void tensor(int t, float*, double a, double) const {
     tsum[t] = a;
     if (per_tensor != nullptr) per_tensor[t] = static_cast<float>(sqrt(a));
+    if (squares != nullptr) squares[t] = a;
   }
 };
 
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
-             const float* grad_scale, float* per_tensor, float* global) {
+             const float* grad_scale, float* per_tensor, float* global, double* squares) {
   if (count <= 0) return;
   const Stream stream = current_stream();
   const std::vector<int64_t> bases = chunk_bases(numel, count);
@@ -56,7 +58,7 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
       using Op = SquaresOp<typename Storage<S>::C>;
       run_multi_tensor<Op, S, false, kPB>(L, Op{in}, scratch.partials, bases, stream);
     });
-    run_cleanup<NormFin, kPB>(NormFin{in, per_tensor, scratch.tsum}, count, nullptr, bases,
+    run_cleanup<NormFin, kPB>(NormFin{in, per_tensor, squares, scratch.tsum}, count, nullptr, bases,
                               scratch.partials, global, stream);
   });
 }

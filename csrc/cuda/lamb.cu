@@ -4,6 +4,9 @@
 //   cleanup (one block): per-tensor sums in chunk order -> lr * trust ratio; step += 1
 //   pass 2 (reads m, v, p; writes p: 16 B/elem fp32): recompute u, p -= lr * ratio * u
 // Global grad-norm clipping reads the norm computed beforehand by l2_norm (+4 B/elem).
+// Sharded tensors (lamb_moments / lamb_apply): pass 1's cleanup writes the per-tensor sums
+// instead of the ratios; the caller all-reduces them; pass 2 derives each block's lr * ratio
+// from the full sums.
 #include "multi_tensor.cuh"
 
 namespace fusedopt {
@@ -44,6 +47,18 @@ struct LambFin {
   }
 };
 
+// Cleanup of lamb_moments: the local sums of squares, then the tensor's step advances.
+struct LambSumsFin {
+  StepInputs in;
+  double* norm_sums;  // [2 * count]: ||p||^2, ||u||^2
+  double* tsum;
+  __device__ __forceinline__ void tensor(int t, float* step, double a, double b) const {
+    norm_sums[2 * t] = a;
+    norm_sums[2 * t + 1] = b;
+    *step += 1.0f;
+  }
+};
+
 template <class C_>
 struct LambApplyOp {
   using C = C_;
@@ -53,15 +68,23 @@ struct LambApplyOp {
   LambHyper h;
   StepInputs in;
   const float* global_grad_norm;
-  const float* scaled_lr;
+  const float* scaled_lr;    // per tensor, from the cleanup; or
+  const double* norm_sums;   // per tensor ||p||^2, ||u||^2 of the full tensors (lamb_apply)
   struct Coeffs {
     math::LambCoeffs<C> c;
     C lr;
   };
   __device__ __forceinline__ Coeffs coeffs(const float* step, int t) const {
+    // The ratio rounded to float, then times lr, as LambFin computes it.
+    const float ratio =
+        norm_sums == nullptr
+            ? 0.0f
+            : math::lamb_trust_ratio(h, static_cast<float>(sqrt(norm_sums[2 * t])),
+                                     static_cast<float>(sqrt(norm_sums[2 * t + 1])));
+    const float lr = norm_sums == nullptr ? scaled_lr[t] : in.lr.get() * ratio;
     return {math::lamb_coeffs<C>(h, *step, in.inv_grad_scale(),
                                  global_grad_norm ? *global_grad_norm : 0.0f),
-            C(scaled_lr[t])};
+            C(lr)};
   }
   __device__ __forceinline__ void element(C& p, C, C (&s)[2], const Coeffs& k, double&,
                                           double&) const {
@@ -89,7 +112,48 @@ void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       run_cleanup<LambFin, kPB>(LambFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
                                 L.step, bases, scratch.partials, nullptr, stream);
       run_multi_tensor<Pass2, P, kM, kPB>(optimizer_lists(L, false, kM, 2),
-                                          Pass2{h, in, global_grad_norm, scratch.per_tensor},
+                                          Pass2{h, in, global_grad_norm, scratch.per_tensor,
+                                                nullptr},
+                                          nullptr, {}, stream);
+    });
+  });
+}
+
+void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+                  const float* global_grad_norm, double* norm_sums) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
+  Scratch scratch(bases.back(), L.count, stream);
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      using Pass1 = LambMomentsOp<C>;
+      run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
+                                          Pass1{h, in, global_grad_norm}, scratch.partials, bases,
+                                          stream);
+      run_cleanup<LambSumsFin, kPB>(LambSumsFin{in, norm_sums, scratch.tsum}, L.count, L.step,
+                                    bases, scratch.partials, nullptr, stream);
+    });
+  });
+}
+
+void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+                const float* global_grad_norm, const double* norm_sums) {
+  if (L.count <= 0) return;
+  const Stream stream = current_stream();
+  with_layout([&](auto pb) {
+    constexpr int kPB = decltype(pb)::value;
+    dispatch_param(L, [&](auto* tag, auto master) {
+      using P = std::remove_pointer_t<decltype(tag)>;
+      using C = typename Storage<P>::C;
+      constexpr bool kM = decltype(master)::value;
+      using Pass2 = LambApplyOp<C>;
+      run_multi_tensor<Pass2, P, kM, kPB>(optimizer_lists(L, false, kM, 2),
+                                          Pass2{h, in, global_grad_norm, nullptr, norm_sums},
                                           nullptr, {}, stream);
     });
   });

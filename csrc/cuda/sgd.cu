@@ -2,6 +2,8 @@
 //   SGD:  step launch, then one pass (momentum: reads p, g, buf; writes p, buf: 20 B/elem fp32).
 //   LARS: norm pass (reads p, g: 8 B/elem) -> per-tensor trust ratio (cleanup, also advances
 //         the steps) -> the momentum update (20 B/elem). Without adaptation: step launch + update.
+//         Sharded tensors: the caller passes the full tensors' sums of squares instead of the
+//         norm pass (step launch + update; each block derives its ratio from the sums).
 #include "multi_tensor.cuh"
 
 namespace fusedopt {
@@ -72,15 +74,22 @@ struct LarsApplyOp {
   static constexpr unsigned kReadStates = (1u << kStates_) - 1u, kWriteStates = kReadStates;
   LarsHyper h;
   StepInputs in;
-  const float* ratio;  // per tensor; nullptr: 1 (no adaptation)
+  const float* ratio;        // per tensor, from the cleanup; or
+  const double* norm_sums;   // per tensor ||p||^2, ||g||^2 of the full tensors; both null: 1
   struct Coeffs {
     math::MomentumCoeffs<C> c;
     C inv, wd, ratio;
   };
   __device__ __forceinline__ Coeffs coeffs(const float* step, int t) const {
+    const float r = norm_sums != nullptr
+                        ? static_cast<float>(math::lars_trust_ratio(
+                              h, true, h.weight_decay, in.lr.get(),
+                              static_cast<float>(sqrt(norm_sums[2 * t])),
+                              static_cast<float>(sqrt(norm_sums[2 * t + 1]))))
+                        : (ratio ? ratio[t] : 1.0f);
     return {math::momentum_coeffs<C>(in.lr.get(), h.momentum, h.dampening, *step),
             C(in.inv_grad_scale()), C(static_cast<float>(h.weight_decay)),  // as the CPU backend
-            C(ratio ? ratio[t] : 1.0f)};
+            C(r)};
   }
   __device__ __forceinline__ void element(C& p, C g, C (&s)[kStates > 0 ? kStates : 1],
                                           const Coeffs& k, double&, double&) const {
@@ -93,18 +102,20 @@ void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
   else run_single_pass<SgdOp, 0>(L, h, in);
 }
 
-void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt) {
+void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt,
+          const double* norm_sums) {
   if (L.count <= 0) return;
   const Stream stream = current_stream();
   const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
-  Scratch scratch(adapt ? bases.back() : 0, L.count, stream);
+  const bool norm_pass = adapt && norm_sums == nullptr;
+  Scratch scratch(norm_pass ? bases.back() : 0, L.count, stream);
   with_layout([&](auto pb) {
     constexpr int kPB = decltype(pb)::value;
     dispatch_param(L, [&](auto* tag, auto master) {
       using P = std::remove_pointer_t<decltype(tag)>;
       using C = typename Storage<P>::C;
       constexpr bool kM = decltype(master)::value;
-      if (adapt) {
+      if (norm_pass) {
         using NormOp = LarsNormOp<C>;
         run_multi_tensor<NormOp, P, kM, kPB>(optimizer_lists(L, true, kM, 0), NormOp{in},
                                              scratch.partials, bases, stream);
@@ -117,8 +128,9 @@ void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool ad
         constexpr int kS = decltype(mom)::value ? 1 : 0;
         using Op = LarsApplyOp<C, kS>;
         run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS),
-                                         Op{h, in, adapt ? scratch.per_tensor : nullptr}, nullptr,
-                                         {}, stream);
+                                         Op{h, in, norm_pass ? scratch.per_tensor : nullptr,
+                                            adapt ? norm_sums : nullptr},
+                                         nullptr, {}, stream);
       });
     });
   });

@@ -10,8 +10,9 @@ namespace fusedopt {
 namespace torch_glue {
 namespace {
 
-const Backend kCpuBackend = {"cpu",       &cpu::adam, &cpu::sgd, &cpu::lion,
-                             &cpu::lamb,  &cpu::lars, &cpu::l2_norm};
+const Backend kCpuBackend = {"cpu",         &cpu::adam,         &cpu::sgd,
+                             &cpu::lion,    &cpu::lamb,         &cpu::lars,
+                             &cpu::l2_norm, &cpu::lamb_moments, &cpu::lamb_apply};
 
 const Backend* g_cuda = nullptr;
 const Backend* g_emulated = nullptr;

@@ -26,10 +26,16 @@ struct Backend {
   void (*sgd)(const ParamLists&, const SGDHyper&, const StepInputs&);
   void (*lion)(const ParamLists&, const LionHyper&, const StepInputs&);
   void (*lamb)(const ParamLists&, const LambHyper&, const StepInputs&, const float* global_norm);
-  void (*lars)(const ParamLists&, const LarsHyper&, const StepInputs&, bool adapt);
-  // Norms of x / grad_scale; outputs live on the backend's device.
+  void (*lars)(const ParamLists&, const LarsHyper&, const StepInputs&, bool adapt,
+               const double* norm_sums);
+  // Norms (or sums of squares) of x / grad_scale; outputs live on the backend's device.
   void (*l2_norm)(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
-                  const float* grad_scale, float* per_tensor, float* global);
+                  const float* grad_scale, float* per_tensor, float* global, double* squares);
+  // LAMB's two passes as separate calls, for sharded tensors (cpu_backend.h).
+  void (*lamb_moments)(const ParamLists&, const LambHyper&, const StepInputs&,
+                       const float* global_norm, double* norm_sums);
+  void (*lamb_apply)(const ParamLists&, const LambHyper&, const StepInputs&,
+                     const float* global_norm, const double* norm_sums);
 };
 
 // Registration (called from static initializers of the backend glue files).

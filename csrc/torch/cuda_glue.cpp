@@ -22,8 +22,9 @@ void* scratch_alloc(size_t bytes, cuda::Stream stream) {
 void scratch_free(void* p, cuda::Stream) { c10::cuda::CUDACachingAllocator::raw_delete(p); }
 
 // The op layer (ops.cpp) has already made the tensors' device current (c10::DeviceGuard).
-const Backend kCudaBackend = {"cuda",     &cuda::adam, &cuda::sgd,    &cuda::lion,
-                              &cuda::lamb, &cuda::lars, &cuda::l2_norm};
+const Backend kCudaBackend = {"cuda",          &cuda::adam,        &cuda::sgd,
+                              &cuda::lion,     &cuda::lamb,        &cuda::lars,
+                              &cuda::l2_norm,  &cuda::lamb_moments, &cuda::lamb_apply};
 
 const bool kRegistered = [] {
   cuda::set_stream_provider(&current_stream);

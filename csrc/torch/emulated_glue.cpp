@@ -14,7 +14,8 @@ namespace {
 
 const Backend kEmulatedBackend = {
     "cuda-emulated",       &cuda_emulated::adam, &cuda_emulated::sgd,    &cuda_emulated::lion,
-    &cuda_emulated::lamb,  &cuda_emulated::lars, &cuda_emulated::l2_norm};
+    &cuda_emulated::lamb,  &cuda_emulated::lars, &cuda_emulated::l2_norm,
+    &cuda_emulated::lamb_moments, &cuda_emulated::lamb_apply};
 
 const bool kRegistered = [] {
   register_emulated_backend(&kEmulatedBackend);

@@ -105,17 +105,12 @@ void lion(TensorList params, TensorList grads, TensorList exp_avgs, TensorList m
   run(prep, [&](const Backend& be, const ParamLists& L) { be.lion(L, h, in); });
 }
 
-void lamb(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
-              TensorList master_params, TensorList steps, double lr,
-              const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
-              double weight_decay, bool adam_w_mode, bool bias_correction, bool grad_averaging,
-              double max_grad_norm, const optional<Tensor>& global_grad_norm, bool use_nvlamb,
-              bool trust_clip, double min_trust_ratio, double max_trust_ratio,
-              const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
-  const char* op = "fusedopt.lamb_";
-  PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
-                     master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+// The LAMB options every LAMB op shares, checked.
+LambHyper lamb_hyper(const char* op, const PreparedLists& prep, double beta1, double beta2,
+                     double eps, double weight_decay, bool adam_w_mode, bool bias_correction,
+                     bool grad_averaging, double max_grad_norm,
+                     const optional<Tensor>& global_grad_norm, bool use_nvlamb, bool trust_clip,
+                     double min_trust_ratio, double max_trust_ratio) {
   check_scalar_tensor(op, "global_grad_norm", global_grad_norm, prep.device(), false);
   TORCH_CHECK(max_grad_norm <= 0.0 || (global_grad_norm.has_value() && global_grad_norm->defined()),
               op, ": max_grad_norm=", max_grad_norm, " needs global_grad_norm (compute it with "
@@ -137,8 +132,89 @@ void lamb(TensorList params, TensorList grads, TensorList exp_avgs, TensorList e
   h.trust_clip = trust_clip;
   h.min_trust_ratio = min_trust_ratio;
   h.max_trust_ratio = max_trust_ratio;
-  const float* gnorm = max_grad_norm > 0.0 ? scalar_ptr(global_grad_norm) : nullptr;
+  return h;
+}
+
+const float* clip_norm(double max_grad_norm, const optional<Tensor>& global_grad_norm) {
+  return max_grad_norm > 0.0 ? scalar_ptr(global_grad_norm) : nullptr;
+}
+
+// Per-tensor sums of squares of the full tensors: float64 [2 * count], contiguous, on `device`.
+const double* norm_sums_ptr(const char* op, const optional<Tensor>& sums, int64_t count,
+                            at::Device device) {
+  if (!sums.has_value() || !sums->defined()) return nullptr;
+  TORCH_CHECK(sums->scalar_type() == at::kDouble && sums->is_contiguous() &&
+                  sums->numel() == 2 * count && sums->device() == device,
+              op, ": norm_sums must be a contiguous float64 tensor of 2 * len(params) = ",
+              2 * count, " elements on ", device, " (per tensor: ||p||^2, then ||u||^2 or "
+              "||g||^2); got ", sums->scalar_type(), " with ", sums->numel(), " elements on ",
+              sums->device());
+  return sums->data_ptr<double>();
+}
+
+void lamb(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
+              TensorList master_params, TensorList steps, double lr,
+              const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
+              double weight_decay, bool adam_w_mode, bool bias_correction, bool grad_averaging,
+              double max_grad_norm, const optional<Tensor>& global_grad_norm, bool use_nvlamb,
+              bool trust_clip, double min_trust_ratio, double max_trust_ratio,
+              const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.lamb_";
+  PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
+                     master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  const LambHyper h = lamb_hyper(op, prep, beta1, beta2, eps, weight_decay, adam_w_mode,
+                                 bias_correction, grad_averaging, max_grad_norm, global_grad_norm,
+                                 use_nvlamb, trust_clip, min_trust_ratio, max_trust_ratio);
+  const float* gnorm = clip_norm(max_grad_norm, global_grad_norm);
   run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb(L, h, in, gnorm); });
+}
+
+// LAMB pass 1 for sharded tensors: advances the steps, updates m and v, and returns the local
+// sums of squares [||p_t||^2, ||u_t||^2] per tensor (float64 [2 * count]; zeros on a skipped
+// step). After all-reducing them, lamb_apply_ finishes the step.
+Tensor lamb_moments(TensorList params, TensorList grads, TensorList exp_avgs,
+                    TensorList exp_avg_sqs, TensorList master_params, TensorList steps,
+                    double beta1, double beta2, double eps, double weight_decay,
+                    bool adam_w_mode, bool bias_correction, bool grad_averaging,
+                    double max_grad_norm, const optional<Tensor>& global_grad_norm,
+                    const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.lamb_moments_";
+  PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
+                     master_params, steps);
+  const StepInputs in = step_inputs(op, prep, 0.0, c10::nullopt, grad_scale, found_inf);
+  const LambHyper h = lamb_hyper(op, prep, beta1, beta2, eps, weight_decay, adam_w_mode,
+                                 bias_correction, grad_averaging, max_grad_norm, global_grad_norm,
+                                 false, false, 0.0, 0.0);
+  const float* gnorm = clip_norm(max_grad_norm, global_grad_norm);
+  Tensor sums = at::zeros({2 * static_cast<int64_t>(params.size())},
+                          at::dtype(at::kDouble).device(prep.device()));
+  double* out = sums.data_ptr<double>();
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb_moments(L, h, in, gnorm, out); });
+  return sums;
+}
+
+// LAMB pass 2 for sharded tensors: p -= lr * trust_ratio * u, with the ratios of norm_sums (the
+// full tensors' sums of squares). The steps were advanced by lamb_moments_.
+void lamb_apply(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
+                TensorList master_params, TensorList steps, double lr,
+                const optional<Tensor>& lr_tensor, double beta1, double beta2, double eps,
+                double weight_decay, bool adam_w_mode, bool bias_correction,
+                bool grad_averaging, double max_grad_norm,
+                const optional<Tensor>& global_grad_norm, bool use_nvlamb, bool trust_clip,
+                double min_trust_ratio, double max_trust_ratio, const Tensor& norm_sums,
+                const optional<Tensor>& grad_scale, const optional<Tensor>& found_inf) {
+  const char* op = "fusedopt.lamb_apply_";
+  PreparedLists prep(op, params, grads, {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
+                     master_params, steps);
+  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  const LambHyper h = lamb_hyper(op, prep, beta1, beta2, eps, weight_decay, adam_w_mode,
+                                 bias_correction, grad_averaging, max_grad_norm, global_grad_norm,
+                                 use_nvlamb, trust_clip, min_trust_ratio, max_trust_ratio);
+  const float* gnorm = clip_norm(max_grad_norm, global_grad_norm);
+  const double* sums = norm_sums_ptr(op, norm_sums, static_cast<int64_t>(params.size()),
+                                     prep.device());
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb_apply(L, h, in, gnorm, sums); });
 }
 
 void lars(TensorList params, TensorList grads, TensorList momentum_buffers,
@@ -146,7 +222,7 @@ void lars(TensorList params, TensorList grads, TensorList momentum_buffers,
               const optional<Tensor>& lr_tensor, double momentum, double dampening,
               double weight_decay, bool nesterov, double trust_coefficient, double eps,
               bool clip, bool adapt, const optional<Tensor>& grad_scale,
-              const optional<Tensor>& found_inf) {
+              const optional<Tensor>& found_inf, const optional<Tensor>& norm_sums) {
   const char* op = "fusedopt.lars_";
   std::vector<NamedList> states;
   if (momentum != 0.0) states.push_back({"momentum_buffers", momentum_buffers});
@@ -160,7 +236,9 @@ void lars(TensorList params, TensorList grads, TensorList momentum_buffers,
   h.trust_coefficient = trust_coefficient;
   h.eps = eps;
   h.clip = clip;
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.lars(L, h, in, adapt); });
+  const double* sums = norm_sums_ptr(op, norm_sums, static_cast<int64_t>(params.size()),
+                                     prep.device());
+  run(prep, [&](const Backend& be, const ParamLists& L) { be.lars(L, h, in, adapt, sums); });
 }
 
 // Norm ops: inputs are read through dense copies when not contiguous.
@@ -190,7 +268,7 @@ Tensor l2_norms(TensorList tensors, const optional<Tensor>& grad_scale) {
   DenseInputs in(tensors);
   const c10::DeviceGuard guard(device);
   if (!tensors.empty()) backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
-               scalar_ptr(grad_scale), out.data_ptr<float>(), nullptr);
+               scalar_ptr(grad_scale), out.data_ptr<float>(), nullptr, nullptr);
   return out;
 }
 
@@ -202,7 +280,32 @@ Tensor global_l2_norm(TensorList tensors, const optional<Tensor>& grad_scale) {
   DenseInputs in(tensors);
   const c10::DeviceGuard guard(device);
   if (!tensors.empty()) backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(), static_cast<int64_t>(tensors.size()),
-               scalar_ptr(grad_scale), nullptr, out.data_ptr<float>());
+               scalar_ptr(grad_scale), nullptr, out.data_ptr<float>(), nullptr);
+  return out;
+}
+
+// Sums of squares in float64, [len(tensors) + len(scaled)]: those of `tensors`, then those of
+// `scaled` / grad_scale (e.g. params, then grads). Each list shares one dtype; both share one
+// device. The local part of a cross-shard norm (the caller all-reduces it).
+Tensor sums_of_squares(TensorList tensors, TensorList scaled, const optional<Tensor>& grad_scale) {
+  const char* op = "fusedopt.sums_of_squares";
+  const int64_t n = static_cast<int64_t>(tensors.size()), m = static_cast<int64_t>(scaled.size());
+  const at::Device device = n ? norm_device(tensors) : norm_device(scaled);
+  check_scalar_tensor(op, "grad_scale", grad_scale, device, false);
+  for (const auto& t : scaled)
+    TORCH_CHECK(t.device() == device, op, ": scaled tensors must be on ", device, " like the "
+                "tensors; got one on ", t.device());
+  Tensor out = at::zeros({n + m}, at::dtype(at::kDouble).device(device));
+  const c10::DeviceGuard guard(device);
+  auto run_list = [&](TensorList list, const float* scale, double* dst) {
+    if (list.empty()) return;
+    const DType dtype = check_norm_inputs(op, list);
+    DenseInputs in(list);
+    backend_for(device).l2_norm(in.ptrs.data(), dtype, in.numel.data(),
+                                static_cast<int64_t>(list.size()), scale, nullptr, nullptr, dst);
+  };
+  run_list(tensors, nullptr, out.data_ptr<double>());
+  run_list(scaled, scalar_ptr(grad_scale), out.data_ptr<double>() + n);
   return out;
 }
 
@@ -248,7 +351,21 @@ TORCH_LIBRARY(fusedopt, m) {
       "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
       "float momentum, float dampening, float weight_decay, bool nesterov, "
       "float trust_coefficient, float eps, bool clip, bool adapt, Tensor? grad_scale, "
-      "Tensor? found_inf) -> ()");
+      "Tensor? found_inf, Tensor? norm_sums=None) -> ()");
+  m.def(
+      "lamb_moments_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] master_params, Tensor(e!)[] steps, float beta1, "
+      "float beta2, float eps, float weight_decay, bool adam_w_mode, bool bias_correction, "
+      "bool grad_averaging, float max_grad_norm, Tensor? global_grad_norm, Tensor? grad_scale, "
+      "Tensor? found_inf) -> Tensor");
+  m.def(
+      "lamb_apply_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] master_params, Tensor(e!)[] steps, float lr, "
+      "Tensor? lr_tensor, float beta1, float beta2, float eps, float weight_decay, "
+      "bool adam_w_mode, bool bias_correction, bool grad_averaging, float max_grad_norm, "
+      "Tensor? global_grad_norm, bool use_nvlamb, bool trust_clip, float min_trust_ratio, "
+      "float max_trust_ratio, Tensor norm_sums, Tensor? grad_scale, Tensor? found_inf) -> ()");
+  m.def("sums_of_squares(Tensor[] tensors, Tensor[] scaled, Tensor? grad_scale) -> Tensor");
   m.def("l2_norms(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
   m.def("global_l2_norm(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
 }
@@ -262,6 +379,9 @@ TORCH_LIBRARY_IMPL(fusedopt, CompositeExplicitAutograd, m) {
   m.impl("lion_", &lion);
   m.impl("lamb_", &lamb);
   m.impl("lars_", &lars);
+  m.impl("lamb_moments_", &lamb_moments);
+  m.impl("lamb_apply_", &lamb_apply);
+  m.impl("sums_of_squares", &sums_of_squares);
   m.impl("l2_norms", &l2_norms);
   m.impl("global_l2_norm", &global_l2_norm);
 }
