@@ -110,3 +110,53 @@ def test_unsupported_sharding_is_refused_clearly(ranks):
         assert err["replicated"] == "ok" and err["LARC replicated"] == "ok", err
         assert "FlatParameter" in err["fsdp1"] and "fully_shard" in err["fsdp1"], err
 
+
+
+# ---- torch.distributed.checkpoint ---------------------------------------------------------------
+CKPT_WORKER = os.path.join(os.path.dirname(__file__), "distributed", "checkpoint_worker.py")
+
+
+def _torchrun(world, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FUSEDOPT_BACKEND": "cpu"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world),
+           "--master-port", str(29600 + world + os.getpid() % 1000), CKPT_WORKER, *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def checkpoint_runs(tmp_path_factory):
+    """Saved on 2 ranks after 3 steps; {world: resumed snapshot} for loads on 2, 1 and 4 ranks,
+    each continued for 3 steps, and the uninterrupted 6-step run."""
+    import torch
+
+    ckpt = tmp_path_factory.mktemp("dcp")
+    _torchrun(2, "save", str(ckpt))
+    resumed = {}
+    for world in (2, 1, 4):
+        out = ckpt / f"resumed{world}.pt"
+        _torchrun(world, "load", str(ckpt), str(out))
+        resumed[world] = torch.load(out)
+    return torch.load(ckpt / "uninterrupted.pt"), resumed
+
+
+@pytest.mark.parametrize("world", [2, 1, 4], ids=["2-ranks", "1-rank", "4-ranks"])
+@pytest.mark.parametrize("name", ["adamw", "sgd", "lion", "lamb", "lars"])
+def test_dcp_resume_continues_like_uninterrupted(checkpoint_runs, name, world):
+    """Save on 2 ranks, load on `world` ranks (resharded for 1 and 4), 3 more steps: params and
+    every state equal the uninterrupted run (bitwise; LAMB / LARS resharded: within the rounding
+    of their cross-shard norm sums)."""
+    import torch
+
+    uninterrupted, resumed = checkpoint_runs
+    a, b = uninterrupted[name], resumed[world][name]
+    assert set(a) == set(b)
+    assert float(a["p0.step"]) == 6.0 and float(b["p0.step"]) == 6.0
+    exact = name not in ("lamb", "lars") or world == 2
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        if exact:
+            assert torch.equal(a[k].reshape(-1).view(torch.uint8),
+                               b[k].reshape(-1).view(torch.uint8)), f"{name} {k}"
+        else:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=f"{name} {k}")
