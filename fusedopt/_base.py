@@ -300,8 +300,9 @@ class FusedOptimizer(torch.optim.Optimizer):
             self._group_of = self._mesh
         return self._group
 
-    def _reduction_device(self) -> torch.device:
-        return torch.device(self._mesh.device_type)
+    def _reduction(self) -> "_distributed.Reduction":
+        return _distributed.Reduction(self._mesh, self._mesh_group(),
+                                      torch.device(self._mesh.device_type))
 
     def _originals(self, bucket: Bucket) -> list:
         """The params (DTensors or plain) behind a bucket's local tensors."""
@@ -318,7 +319,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         """A step with DTensor params. Element-wise optimizers only need found_inf to agree
         across ranks (one all-reduce when a GradScaler is in use, none otherwise)."""
         if found_inf is not None:
-            red = _distributed.Reduction(self, self._reduction_device())
+            red = self._reduction()
             handle = red.add(found_inf)
             red.reduce()
             found_inf = red.get(handle).reshape(()).float()

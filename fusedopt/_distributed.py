@@ -67,10 +67,8 @@ def contributes(mesh, t) -> bool:
 class Reduction:
     """One step's cross-rank reduction: pieces are appended, reduced together, read back."""
 
-    def __init__(self, optimizer, device: torch.device):
-        self.mesh = optimizer._mesh
-        self.group = optimizer._mesh_group()
-        self.device = device
+    def __init__(self, mesh, group, device: torch.device):
+        self.mesh, self.group, self.device = mesh, group, device
         self.pieces: list = []
         self.offsets: list = []
         self.size = 0

@@ -180,9 +180,8 @@ class FusedLAMB(FusedOptimizer):
         clipping needs them, then pass 1 (lamb_moments_) and the per-tensor ||p||^2, ||u||^2
         of every bucket in one all-reduce, then pass 2 (lamb_apply_) with those sums."""
         launches = self._launches(buckets_per_group)
-        device = self._reduction_device()
         clip = any(_clipping_enabled(g["max_grad_norm"]) for g, _ in launches)
-        first = _distributed.Reduction(self, device)
+        first = self._reduction()
         h_found = first.add(found_inf) if found_inf is not None else None
         h_grads = []
         if clip:
@@ -197,7 +196,7 @@ class FusedLAMB(FusedOptimizer):
         if h_grads:
             global_norm = torch.cat([first.get(h) for h in h_grads]).sum().sqrt().float()
 
-        second = _distributed.Reduction(self, device)
+        second = self._reduction()
         handles = []
         for group, b in launches:
             s = self._scalars(group, b.device, grad_scale, found)
@@ -266,7 +265,7 @@ class FusedLARS(FusedOptimizer):
         """DTensor params: found_inf and the per-tensor ||p||^2, ||g||^2 of every adapted
         bucket in one all-reduce (docs/distributed.md), then the update with those sums."""
         launches = self._launches(buckets_per_group)
-        red = _distributed.Reduction(self, self._reduction_device())
+        red = self._reduction()
         h_found = red.add(found_inf) if found_inf is not None else None
         handles = {}
         for i, (group, b) in enumerate(launches):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _distributed
 from .._base import _is_dtensor, _local
 from .._ops import ops
 from ..optimizers import FusedAdam as _FusedAdam
@@ -183,37 +184,59 @@ class LARC:
         self.optim.add_param_group(param_group)
 
     @torch.no_grad()
-    def _scaled_grads(self, group):
-        """(param, scaled grad) for the group's params that have a grad."""
-        params = [p for p in group["params"] if p.grad is not None]
-        buckets = {}
-        for p in params:
-            if _is_dtensor(p) and not all(pl.is_replicate() for pl in p.placements):
-                raise NotImplementedError(
-                    f"LARC: a param is a DTensor sharded as {p.placements}; LARC's local "
-                    "learning rate needs the norm of the full tensor, and cross-shard norms "
-                    "are not implemented yet (replicated DTensors work)")
-            buckets.setdefault((p.device, p.dtype), []).append(p)
-        wd = group.get("weight_decay", 0.0)
-        lr = group["lr"]
+    def _scaled_grads(self) -> list:
+        """(param, scaled grad) for every param with a grad. DTensor params: the norms are those
+        of the full tensors (local sums of squares, one all-reduce for all groups, see
+        fusedopt/_distributed.py)."""
+        plans = []  # (group, params of one (device, dtype))
+        sharded = False
+        for group in self.optim.param_groups:
+            buckets = {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    buckets.setdefault((p.device, p.dtype), []).append(p)
+                    sharded = sharded or _is_dtensor(p)
+            plans.extend((group, plist) for plist in buckets.values())
+        norms = self._sharded_norms(plans) if sharded else [
+            (ops.l2_norms(plist, None), ops.l2_norms([p.grad for p in plist], None))
+            for _, plist in plans]
         out = []
-        for plist in buckets.values():
-            # Replicated DTensors: the local tensor is the full tensor.
-            grads = [_local(p.grad) for p in plist]
-            p_norms = ops.l2_norms([_local(p) for p in plist], None)
-            g_norms = ops.l2_norms(grads, None)
+        for (group, plist), (p_norms, g_norms) in zip(plans, norms):
+            wd = group.get("weight_decay", 0.0)
             local_lr = self.trust_coefficient * p_norms / (g_norms + p_norms * wd + self.eps)
             if self.clip:
-                local_lr = torch.clamp(local_lr / lr, max=1.0)
+                local_lr = torch.clamp(local_lr / group["lr"], max=1.0)
             adapt = (p_norms != 0) & (g_norms != 0)
             factor = torch.where(adapt, local_lr, torch.ones_like(local_lr))
             decay = torch.where(adapt, torch.full_like(local_lr, wd), torch.zeros_like(local_lr))
-            for i, (p, g) in enumerate(zip(plist, grads)):
+            for i, p in enumerate(plist):
+                g = _local(p.grad)
                 scaled = ((g.float() + decay[i] * _local(p).float()) * factor[i]).to(g.dtype)
                 if _is_dtensor(p):
                     scaled = type(p).from_local(scaled, p.device_mesh, p.placements,
-                                                run_check=False)
+                                                run_check=False, shape=p.shape,
+                                                stride=p.stride())
                 out.append((p, scaled))
+        return out
+
+    def _sharded_norms(self, plans) -> list:
+        """[(param norms, grad norms)] per plan, of the full tensors, float32 on the device."""
+        mesh = _distributed.param_mesh(self.optim)
+        if getattr(self, "_group_of", None) is not mesh:
+            self._group, self._group_of = _distributed.mesh_group(mesh), mesh
+        red = _distributed.Reduction(mesh, self._group, torch.device(mesh.device_type))
+        handles = []
+        for _, plist in plans:
+            sums = ops.sums_of_squares([_local(p) for p in plist],
+                                       [_local(p.grad) for p in plist], None)
+            n = len(plist)
+            per_tensor = torch.stack([sums[:n], sums[n:]], dim=1).reshape(-1)
+            handles.append(red.add_masked_sums(per_tensor, plist, 2))
+        red.reduce()
+        out = []
+        for (_, plist), h in zip(plans, handles):
+            full = red.get(h).to(plist[0].device).reshape(-1, 2).sqrt().float()
+            out.append((full[:, 0].contiguous(), full[:, 1].contiguous()))
         return out
 
     def step(self, closure=None):
@@ -223,11 +246,12 @@ class LARC:
                 loss = closure()
         saved_wd, saved_grads = [], []
         try:
+            scaled_grads = self._scaled_grads()
+            for p, scaled in scaled_grads:
+                saved_grads.append((p, p.grad))
+                p.grad = scaled
             for group in self.optim.param_groups:
                 saved_wd.append(group.get("weight_decay", 0.0))
-                for p, scaled in self._scaled_grads(group):
-                    saved_grads.append((p, p.grad))
-                    p.grad = scaled
                 group["weight_decay"] = 0.0
             self.optim.step()
         finally:

@@ -158,6 +158,30 @@ def found_inf_on_one_rank(mesh, name):
     return bad
 
 
+def larc_sharded_vs_plain(mesh, inner, placements_of):
+    """apex LARC wrapping torch SGD or FusedSGD on sharded params (plus one plain param) equals
+    LARC on plain copies within the rounding of the cross-shard norms."""
+    from fusedopt.apex import LARC
+
+    gen = torch.Generator().manual_seed(21)
+    inits = [torch.randn(s, generator=gen) for s in SHAPES] + [torch.randn(3, 3, generator=gen)]
+    plain = [torch.nn.Parameter(x.clone()) for x in inits]
+    sharded = [torch.nn.Parameter(distribute_tensor(x.clone(), mesh, placements_of(x.shape)))
+               for x in inits[:-1]] + [torch.nn.Parameter(inits[-1].clone())]
+    opts = [LARC(inner(ps), trust_coefficient=0.02, clip=clip)
+            for ps, clip in ((plain, True), (sharded, True))]
+    for step in range(4):
+        for i, g in enumerate(grads_for(step, [p.shape for p in plain], torch.float32)):
+            plain[i].grad = g.clone()
+            q = sharded[i]
+            q.grad = distribute_tensor(g.clone(), q.device_mesh, q.placements) \
+                if isinstance(q, DTensor) else g.clone()
+        for o in opts:
+            o.step()
+    return [f"param {i}" for i, (p, q) in enumerate(zip(plain, sharded))
+            if not close(p, q, torch.float32)]
+
+
 def grad_scaler_overflow_on_one_rank(mesh):
     """torch.amp.GradScaler with an inf in rank 1's shard only: every rank skips the step and
     drops the scale; the next finite step is applied on every rank."""
@@ -216,13 +240,6 @@ def errors(mesh):
     x = distribute_tensor(torch.randn(6, 2), mesh, [Shard(0)] * mesh.ndim)
     from fusedopt.apex import LARC
 
-    try:
-        p = torch.nn.Parameter(x.clone())
-        p.grad = x.clone()
-        LARC(torch.optim.SGD([p], lr=0.1)).step()
-        out["LARC"] = "no error"
-    except NotImplementedError as e:
-        out["LARC"] = str(e)
     rep = distribute_tensor(torch.randn(6, 2), mesh, [Replicate()] * mesh.ndim)
     # LARC on replicated DTensors equals LARC on plain tensors.
     pr, pp = torch.nn.Parameter(rep.clone()), torch.nn.Parameter(rep.full_tensor().clone())
@@ -308,6 +325,12 @@ def main():
                    False, 4, True)
             record(f"2d/replicate-shard/{name}", sharded_vs_plain, mesh2,
                    lambda shape: [Replicate(), Shard(0)], name, torch.float32, False, 4)
+    for label, inner in (("torch-sgd", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9,
+                                                                  weight_decay=1e-3)),
+                         ("fused-sgd", lambda ps: fusedopt.FusedSGD(ps, lr=0.1, momentum=0.9,
+                                                                    weight_decay=1e-3))):
+        record(f"larc/1d/{label}", larc_sharded_vs_plain, mesh1, inner,
+               lambda shape: [Shard(0)])
     record("fsdp2", fsdp2_model, mesh1)
     record("grad_scaler", grad_scaler_overflow_on_one_rank, mesh1)
     record("errors", errors, mesh1)
