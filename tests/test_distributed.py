@@ -14,13 +14,14 @@ import sys
 import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed", "worker.py")
-ELEMENTWISE = ("adamw", "adam", "sgd", "lion")
-NORMED = ("lamb", "lamb-noclip", "lars", "lars-clip", "apex-lamb")
+ELEMENTWISE = ("adamw", "adam", "sgd", "lion", "apex-adam", "apex-sgd")
+NORMED = ("lamb", "lamb-noclip", "lars", "lars-clip", "apex-lamb", "apex-mp-lamb")
 ALL = ELEMENTWISE + NORMED
 # Collectives of one step with a GradScaler-style found_inf (the budget is 2): the
 # element-wise ones agree found_inf; LARS adds its norms to that all-reduce; LAMB needs a second
 # one for the norms of the update direction (clipping rides in the first).
-COLLECTIVES = {"lamb": 2, "lamb-noclip": 2, "lars": 1, "lars-clip": 1, "apex-lamb": 2}
+COLLECTIVES = {"lamb": 2, "lamb-noclip": 2, "lars": 1, "lars-clip": 1, "apex-lamb": 2,
+               "apex-mp-lamb": 2}
 
 
 def _distributed_available():

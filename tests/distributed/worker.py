@@ -21,6 +21,8 @@ ELEMENTWISE = {
     "adam": (fusedopt.FusedAdam, dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
     "sgd": (fusedopt.FusedSGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
     "lion": (fusedopt.FusedLion, dict(lr=1e-3, weight_decay=0.1)),
+    "apex-adam": (fusedopt.apex.FusedAdam, dict(lr=1e-2, weight_decay=0.1)),
+    "apex-sgd": (fusedopt.apex.FusedSGD, dict(lr=0.05, momentum=0.9)),
 }
 NORMED = {
     "lamb": (fusedopt.FusedLAMB, dict(lr=1e-2, weight_decay=0.1, max_grad_norm=0.5)),
@@ -32,6 +34,7 @@ NORMED = {
                                            trust_coefficient=0.02, clip=True,
                                            exclude_bias_and_norm=True)),
     "apex-lamb": (fusedopt.apex.FusedLAMB, dict(lr=1e-2, max_grad_norm=0.5)),
+    "apex-mp-lamb": (fusedopt.apex.FusedMixedPrecisionLamb, dict(lr=1e-2, max_grad_norm=0.5)),
 }
 ALL = {**ELEMENTWISE, **NORMED}
 # Shapes with rows that do not split evenly, and ones that leave some ranks an empty shard.
