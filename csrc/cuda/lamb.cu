@@ -92,12 +92,19 @@ struct LambApplyOp {
   }
 };
 
-void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-          const float* global_grad_norm) {
+namespace {
+// Which of the LAMB launches a call makes.
+enum class LambPasses { kBoth, kMoments, kApply };
+
+// kBoth: pass 1, cleanup (ratios, steps), pass 2. kMoments: pass 1, cleanup writing sums_out
+// (steps). kApply: pass 2 with the ratios of sums_in.
+void run_lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+              const float* global_grad_norm, LambPasses passes, double* sums_out,
+              const double* sums_in) {
   if (L.count <= 0) return;
   const Stream stream = current_stream();
   const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
-  Scratch scratch(bases.back(), L.count, stream);
+  Scratch scratch(passes == LambPasses::kApply ? 0 : bases.back(), L.count, stream);
   with_layout([&](auto pb) {
     constexpr int kPB = decltype(pb)::value;
     dispatch_param(L, [&](auto* tag, auto master) {
@@ -106,57 +113,38 @@ void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       constexpr bool kM = decltype(master)::value;
       using Pass1 = LambMomentsOp<C>;
       using Pass2 = LambApplyOp<C>;
-      run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
-                                          Pass1{h, in, global_grad_norm}, scratch.partials, bases,
-                                          stream);
-      run_cleanup<LambFin, kPB>(LambFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
-                                L.step, bases, scratch.partials, nullptr, stream);
-      run_multi_tensor<Pass2, P, kM, kPB>(optimizer_lists(L, false, kM, 2),
-                                          Pass2{h, in, global_grad_norm, scratch.per_tensor,
-                                                nullptr},
-                                          nullptr, {}, stream);
+      if (passes != LambPasses::kApply)
+        run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
+                                            Pass1{h, in, global_grad_norm}, scratch.partials,
+                                            bases, stream);
+      if (passes == LambPasses::kBoth)
+        run_cleanup<LambFin, kPB>(LambFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
+                                  L.step, bases, scratch.partials, nullptr, stream);
+      if (passes == LambPasses::kMoments)
+        run_cleanup<LambSumsFin, kPB>(LambSumsFin{in, sums_out, scratch.tsum}, L.count, L.step,
+                                      bases, scratch.partials, nullptr, stream);
+      if (passes != LambPasses::kMoments)
+        run_multi_tensor<Pass2, P, kM, kPB>(
+            optimizer_lists(L, false, kM, 2),
+            Pass2{h, in, global_grad_norm, scratch.per_tensor, sums_in}, nullptr, {}, stream);
     });
   });
+}
+}  // namespace
+
+void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
+          const float* global_grad_norm) {
+  run_lamb(L, h, in, global_grad_norm, LambPasses::kBoth, nullptr, nullptr);
 }
 
 void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in,
                   const float* global_grad_norm, double* norm_sums) {
-  if (L.count <= 0) return;
-  const Stream stream = current_stream();
-  const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
-  Scratch scratch(bases.back(), L.count, stream);
-  with_layout([&](auto pb) {
-    constexpr int kPB = decltype(pb)::value;
-    dispatch_param(L, [&](auto* tag, auto master) {
-      using P = std::remove_pointer_t<decltype(tag)>;
-      using C = typename Storage<P>::C;
-      constexpr bool kM = decltype(master)::value;
-      using Pass1 = LambMomentsOp<C>;
-      run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
-                                          Pass1{h, in, global_grad_norm}, scratch.partials, bases,
-                                          stream);
-      run_cleanup<LambSumsFin, kPB>(LambSumsFin{in, norm_sums, scratch.tsum}, L.count, L.step,
-                                    bases, scratch.partials, nullptr, stream);
-    });
-  });
+  run_lamb(L, h, in, global_grad_norm, LambPasses::kMoments, norm_sums, nullptr);
 }
 
 void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in,
                 const float* global_grad_norm, const double* norm_sums) {
-  if (L.count <= 0) return;
-  const Stream stream = current_stream();
-  with_layout([&](auto pb) {
-    constexpr int kPB = decltype(pb)::value;
-    dispatch_param(L, [&](auto* tag, auto master) {
-      using P = std::remove_pointer_t<decltype(tag)>;
-      using C = typename Storage<P>::C;
-      constexpr bool kM = decltype(master)::value;
-      using Pass2 = LambApplyOp<C>;
-      run_multi_tensor<Pass2, P, kM, kPB>(optimizer_lists(L, false, kM, 2),
-                                          Pass2{h, in, global_grad_norm, nullptr, norm_sums},
-                                          nullptr, {}, stream);
-    });
-  });
+  run_lamb(L, h, in, global_grad_norm, LambPasses::kApply, nullptr, norm_sums);
 }
 
 }  // namespace FUSEDOPT_CUDA_NS

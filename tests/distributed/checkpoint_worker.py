@@ -22,6 +22,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 import fusedopt
+from teardown import finish_and_exit
 
 OPTIMIZERS = {
     "adamw": (fusedopt.FusedAdamW, dict(lr=1e-2, weight_decay=0.1)),
@@ -85,12 +86,8 @@ def main():
     if dist.get_rank() == 0:
         out = os.path.join(ckpt, "uninterrupted.pt") if mode == "save" else sys.argv[3]
         torch.save(snapshots, out)
-    dist.barrier()
-    dist.destroy_process_group()
+    finish_and_exit()
 
 
 if __name__ == "__main__":
     main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # see worker.py: skip gloo's occasionally aborting teardown

@@ -15,6 +15,7 @@ from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tenso
 
 import fusedopt
 import fusedopt.apex
+from teardown import finish_and_exit
 
 ELEMENTWISE = {
     "adamw": (fusedopt.FusedAdamW, dict(lr=1e-2, weight_decay=0.1)),
@@ -340,15 +341,8 @@ def main():
     record("collectives", collectives_per_step, mesh1)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results, f, indent=1)
-    dist.barrier()
-    dist.destroy_process_group()
+    finish_and_exit()
 
 
 if __name__ == "__main__":
     main()
-    # The results are written. Skip interpreter teardown: on 4 gloo ranks it sometimes aborts in
-    # a destructor after destroy_process_group ("terminate called without an active exception",
-    # about 1 run in 5 here), which is torch's teardown, not a result of these checks.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
