@@ -7,7 +7,6 @@ from typing import Any, Optional
 
 import torch
 
-from . import _distributed
 from ._base import Bucket, FusedOptimizer, StepScalars, name_param_in_error
 from ._ops import ops
 
