@@ -150,7 +150,7 @@ def extensions():
 
     cuda_built = build_cuda and bool(groups.get("cuda"))
     write_build_info(torch, cuda_built,
-                     [f.split("code=")[1] for f in gencode_flags(archs)] if cuda_built else [],
+                     [f.rsplit("code=", 1)[1] for f in gencode_flags(archs)] if cuda_built else [],
                      build_emulated and bool(groups.get("cuda")))
     link = ["-fopenmp"]
     if os.environ.get("FUSEDOPT_KEEP_DEBUG", "0") != "1":

@@ -9,10 +9,12 @@
 #   3. Installed into that venv and used from OUTSIDE the source tree (a temp dir holding a copy
 #      of tests/): fusedopt.__file__ must lie in the venv's site-packages; the demo, the bench's C
 #      reference kernels (compiled from the installed package) and its static GPU report run; the
-#      test suite (see FUSEDOPT_WHEEL_TESTS) passes, and every skip names a missing capability.
+#      whole test suite passes, and every skip names a missing capability (cuda-emulated, GPU).
 #   4. ABI guard for real: the CPU wheel (built against torch 2.13.0) imported under torch
 #      2.14.1+cu130 must fail with fusedopt's ImportError naming both versions (not an
-#      undefined-symbol trace or a crash), both via the recorded version and via the dlopen path.
+#      undefined-symbol trace or a crash): via the recorded version (before _C is loaded) and,
+#      with _build_info.py deleted, via the load of _C itself (it happens to dlopen under 2.14.1;
+#      the release compiled into it is then refused).
 #   5. CUDA wheel: FUSEDOPT_CUDA=1 against torch 2.14.1+cu130 (default archs: sm_80, sm_90,
 #      sm_100, sm_120 SASS + compute_120 PTX, checked with cuobjdump); imported where there is no
 #      GPU: build_info() and a CPU FusedAdamW step against torch.optim.AdamW.
@@ -21,7 +23,6 @@
 #
 # Environment:
 #   FUSEDOPT_WHEEL_OUT     work directory (default build/wheel)
-#   FUSEDOPT_WHEEL_TESTS   "subset" (default; see SUBSET below) or "full" (the whole tests/)
 #   FUSEDOPT_WHEEL_CUDA=0  skip stages 4-5 (no nvcc / no room for the 5.5 GB venv)
 #   FUSEDOPT_CUDA_VENV     the torch 2.14.1+cu130 venv (default build/cuda_checks/venv-cu130)
 #   NVCC                   nvcc (default /usr/local/cuda/bin/nvcc)
@@ -30,7 +31,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${FUSEDOPT_WHEEL_OUT:-$ROOT/build/wheel}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
-TESTS=${FUSEDOPT_WHEEL_TESTS:-subset}
 CUDA_VENV=${FUSEDOPT_CUDA_VENV:-$ROOT/build/cuda_checks/venv-cu130}
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 JOBS=2
@@ -65,7 +65,8 @@ VENV="$OUT/venv-cpu"
 log "fresh venv $VENV (torch 2.13.0 CPU + test deps)"
 rm -rf "$VENV"
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q -r "$ROOT/requirements-test.txt"
+"$VENV/bin/pip" install -q -r "$ROOT/requirements-test.txt" > "$OUT/venv-cpu.log" 2>&1 ||
+  { cat "$OUT/venv-cpu.log" >&2; fail "venv"; }
 timed "fresh venv (torch 2.13.0 + test deps)"
 
 copy_tree "$OUT/src-cpu"
@@ -124,9 +125,8 @@ from fusedopt.bench import static_gpu, timing
 for mix in ("r4w3", "r3w2", "lars", "lamb"):
     assert timing.stream_reference_unavailable(mix) is None, (mix, timing._stream_error)
 ref = timing.StreamReference([torch.ones(1000), torch.ones(37)], "lamb")
-before = ref.p[0].clone()
-ref.step()
-assert ref.name.startswith("floor: C LAMB") and not torch.equal(before, ref.p[0])
+ref.step()  # its moments start at zero; the C loop writes m = 0.1 * clipped g
+assert ref.name.startswith("floor: C LAMB") and bool((ref.m[1] != 0).all()), ref.name
 # The static GPU report: no csrc/ here, so the engine limits must come from the build record.
 lim = static_gpu.engine_limits()
 print("static GPU report limits:", lim)
@@ -139,14 +139,11 @@ EOF
 grep -q "recorded in fusedopt/_build_info.py" "$OUT/static.log" || fail "static report: $(cat "$OUT/static.log")"
 timed "installed-package checks (demo, bench C kernels, static report)"
 
-# The suite against the installed wheel. The full suite runs in .ci/run against the editable
-# emulated build already; here (a second, non-emulated build) the default is a subset chosen to
-# exercise what an installed wheel could get wrong, in far less time (measured: docs/install.md).
-SUBSET=(tests/test_abi.py tests/test_ops.py tests/test_optimizers.py tests/test_apex.py
-        tests/test_larc.py tests/test_state_dict.py tests/test_scaling.py tests/test_errors.py
-        tests/test_backends.py tests/test_devices.py tests/cuda)
-if [ "$TESTS" = full ]; then SEL=(tests); else SEL=("${SUBSET[@]}"); fi
-log "pytest ($TESTS: ${SEL[*]}) against the installed wheel, from $RUN"
+# The whole suite against the installed wheel (measured: ~75 s on 2 cores, most of it the CPU
+# backend's tests; the cuda-emulated and cuda parametrizations skip, so no subset is needed even
+# though .ci/run runs the suite once more against the editable emulated build).
+SEL=(tests)
+log "pytest ${SEL[*]} against the installed wheel, from $RUN"
 set +e
 "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider "${SEL[@]}" > "$OUT/pytest.log" 2>&1
 rc=$?
@@ -159,7 +156,7 @@ bad_skips=$(grep -E "^SKIPPED" "$OUT/pytest.log" |
 [ -z "$bad_skips" ] || { echo "$bad_skips" >&2; fail "skips that do not name a missing capability"; }
 grep -qE "^SKIPPED.*cuda-emulated backend not built" "$OUT/pytest.log" ||
   fail "no cuda-emulated test skipped in a build without it: did the backend fixture change?"
-timed "pytest against the installed CPU wheel ($TESTS)"
+timed "pytest tests/ against the installed CPU wheel"
 
 if [ "${FUSEDOPT_WHEEL_CUDA:-1}" = 0 ]; then
   log "CUDA stages skipped (FUSEDOPT_WHEEL_CUDA=0)"
@@ -172,14 +169,14 @@ else
   timed "torch 2.14.1+cu130 venv (reused when present)"
 
   # ---- 4. the CPU wheel (torch 2.13.0) under torch 2.14.1: a clear ImportError ----------------
-  expect_abi_error() {  # site-dir, what
+  expect_abi_error() {  # site-dir, what, the built torch the message must name
     local err rc=0
     PYTHONPATH="$1" "$CUDA_VENV/bin/python" -c "import fusedopt" > "$RUN/abi.out" 2>&1 || rc=$?
     err=$(cat "$RUN/abi.out")
     [ "$rc" = 1 ] || { echo "$err" >&2; fail "$2: import fusedopt exited $rc (expected an ImportError, 1)"; }
     echo "$err" | tail -1 | grep -q "^ImportError: fusedopt's native extension" ||
       { echo "$err" >&2; fail "$2: not fusedopt's ImportError"; }
-    for s in "2.14.1+cu130" "pip install --no-build-isolation"; do
+    for s in "torch $3" "2.14.1+cu130" "pip install --no-build-isolation"; do
       echo "$err" | tail -1 | grep -qF -- "$s" || { echo "$err" >&2; fail "$2: message lacks '$s'"; }
     done
     echo "$err" | tail -1
@@ -187,11 +184,10 @@ else
   rm -rf "$OUT/site-mismatch"
   "$CUDA_VENV/bin/pip" install -q --no-deps --target "$OUT/site-mismatch" "$CPU_WHEEL"
   log "import the torch 2.13.0 wheel under torch 2.14.1+cu130 (recorded version)"
-  expect_abi_error "$OUT/site-mismatch" "recorded version" | tee "$OUT/abi_error.txt"
-  grep -qF "2.13.0+cpu" "$OUT/abi_error.txt" || fail "the message does not name the built torch"
-  log "... and without _build_info.py (the dlopen of _C itself must fail cleanly)"
+  expect_abi_error "$OUT/site-mismatch" "recorded version" "2.13.0+cpu" | tee "$OUT/abi_error.txt"
+  log "... and without _build_info.py (loading _C itself must end in the same ImportError)"
   rm "$OUT"/site-mismatch/fusedopt/_build_info.py
-  expect_abi_error "$OUT/site-mismatch" "dlopen path" | tee -a "$OUT/abi_error.txt"
+  expect_abi_error "$OUT/site-mismatch" "loading _C" "2.13.0" | tee -a "$OUT/abi_error.txt"
   timed "ABI mismatch checks"
 
   # ---- 5. the CUDA wheel ------------------------------------------------------------------------

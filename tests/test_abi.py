@@ -107,3 +107,4 @@ def test_import_under_another_torch_fails_before_loading_C():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 3, r.stdout + r.stderr
     assert "2.99.0+cpu" in r.stdout and torch.__version__ in r.stdout, r.stdout
+
