@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from . import _C  # noqa: F401  (registers the ops with the dispatcher)
+from . import _abi
+
+# Importing _C registers the ops with the dispatcher. It is loaded only after checking that the
+# running torch is the one it was compiled against (fusedopt/_abi.py): a mismatch raises an
+# ImportError naming both versions and the fix, instead of an undefined-symbol trace or worse.
+_C = _abi.load_extension()
+_abi.check_loaded(_C)
 
 ops = torch.ops.fusedopt
 
@@ -63,6 +69,14 @@ def available_simd_levels() -> list:
 _init_simd_level_from_env()
 
 
+def _build_info_attr(name, default):
+    try:
+        from . import _build_info
+    except ImportError:  # built by an older setup.py
+        return default
+    return getattr(_build_info, name, default)
+
+
 def build_info() -> dict:
     """What this build of fusedopt contains and which CPU SIMD level is in use."""
     return {
@@ -73,6 +87,7 @@ def build_info() -> dict:
         + (["cuda"] if _C.cuda_compiled else [])
         + (["cuda-emulated"] if _C.cuda_emulated_compiled else []),
         "cuda_compiled": bool(_C.cuda_compiled),
+        "cuda_archs": _build_info_attr("cuda_archs", []),
         "cuda_available": bool(_C.cuda_compiled and torch.cuda.is_available()),
         "cpu_simd_level": _C.simd_level(),
         "cpu_simd_levels_available": available_simd_levels(),

@@ -15,6 +15,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
+from . import engine_source
 from .competitors import BYTES_PER_ELEM
 from .layouts import Layout
 
@@ -40,21 +41,26 @@ def _read(path: str) -> Optional[str]:
 
 
 def engine_limits(root: str = _ROOT) -> Dict:
-    """Chunk size and table parameters of the CUDA engine, read from its sources when present
-    (csrc/cuda/cuda_backend.h, csrc/cuda/multi_tensor.cuh), else planner.h's defaults."""
-    lim = {"chunk_size": 65536, "param_reserve": 384, "source": "planner.h defaults",
-           "max_tensors_4k": 110, "max_blocks_4k": 320}
-    hdr = _read(os.path.join(root, "csrc", "cuda", "cuda_backend.h"))
-    mt = _read(os.path.join(root, "csrc", "cuda", "multi_tensor.cuh"))
-    if hdr and mt:
-        m = re.search(r"kChunkSize\s*=\s*(\d+)", hdr)
-        r = re.search(r"kParamReserve\s*=\s*(\d+)", mt)
-        if m and r and "slot_bytes" in mt:
-            lim.update(chunk_size=int(m.group(1)), param_reserve=int(r.group(1)),
-                       source="csrc/cuda (slot tables, blocks not limited per launch)")
-            lim.pop("max_tensors_4k")
-            lim.pop("max_blocks_4k")
-    return lim
+    """Chunk size and table parameters of the CUDA engine: read from its sources in a source tree
+    (csrc/cuda/cuda_backend.h, csrc/cuda/multi_tensor.cuh); in an installed package (no csrc/),
+    the values setup.py read from the same sources at build time (fusedopt/_build_info.py);
+    otherwise planner.h's defaults, labelled as such (they describe the 4 KB fixed-limit
+    planner, not necessarily the built engine)."""
+    lim = engine_source.from_tree(root)
+    source = "csrc/cuda (slot tables, blocks not limited per launch)"
+    if lim is None:
+        try:
+            from .. import _build_info
+            lim = getattr(_build_info, "cuda_engine", None)
+        except ImportError:
+            lim = None
+        source = ("csrc/cuda at build time, recorded in fusedopt/_build_info.py (slot tables, "
+                  "blocks not limited per launch)")
+    if lim is not None:
+        return dict(lim, source=source)
+    return {"chunk_size": 65536, "param_reserve": 384, "max_tensors_4k": 110, "max_blocks_4k": 320,
+            "source": "planner.h defaults: csrc/cuda not found and no limits recorded at build "
+                      "time, so these may NOT be the built engine's limits"}
 
 
 def _slot_capacity(lists: int, param_bytes: int, reserve: int) -> int:
@@ -172,7 +178,8 @@ def report(layouts: List[Layout], families, ptxas_log: Optional[str] = None) -> 
         text = "\n".join(_read(p) or "" for p in path.split(os.path.pathsep))
         data["ptxas"] = {"log": path, "kernels": parse_ptxas(text)}
     else:
-        data["ptxas"] = {"log": None, "note": "not available: run .ci/cuda_checks.sh"}
+        data["ptxas"] = {"log": None, "note": "not available: no ptxas log given (--ptxas-log) "
+                         f"or found under {_ROOT} (.ci/cuda_checks.sh writes one in a source tree)"}
     return data
 
 
