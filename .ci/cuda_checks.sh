@@ -29,21 +29,10 @@ mkdir -p "$OUT/cubin"
 log() { printf '[cuda_checks %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
 # ---- the venv (needed for cuobjdump/nvdisasm and for the extension build) ------------------------
+# shellcheck source=cuda_venv.sh
+. "$ROOT/.ci/cuda_venv.sh"  # the venv .ci/wheel.sh reuses
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - <<'EOF' 2>/dev/null
-import importlib.util, torch, sys
-ok = torch.__version__.startswith("2.14.1") and torch.version.cuda is not None
-ok = ok and importlib.util.find_spec("nvidia") is not None
-sys.exit(0 if ok else 1)
-EOF
-  then
-    log "reusing venv $VENV"
-  else
-    log "creating venv $VENV (torch 2.14.1+cu130, ~3 min)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q torch==2.14.1 nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm \
-      numpy pytest hypothesis ninja setuptools
-  fi
+  ensure_cuda_venv "$VENV"
   NVBIN=$("$VENV/bin/python" -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'bin'))")
   [ -x "$NVBIN/cuobjdump" ] || "$VENV/bin/pip" install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
 }
@@ -168,7 +157,8 @@ rm -f "$SRC"/fusedopt/_C*.so
 (
   cd "$SRC"
   export PATH="$VENV/bin:$(dirname "$NVCC"):$PATH" CUDA_HOME="$(dirname "$(dirname "$NVCC")")"
-  export MAX_JOBS=$JOBS FUSEDOPT_CUDA=1
+  # The archs checked above (the wheel build of .ci/wheel.sh adds sm_120 and PTX).
+  export MAX_JOBS=$JOBS FUSEDOPT_CUDA=1 FUSEDOPT_CUDA_ARCHS="80;90;100"
   python setup.py -q build_ext --inplace > "$OUT/extension_build.log" 2>&1 ||
     { tail -50 "$OUT/extension_build.log" >&2; exit 1; }
 )

@@ -1,7 +1,7 @@
-# Sourced (not run): ensure_cuda_venv VENV creates or reuses the torch 2.14.1+cu130 venv, with
-# exactly the packages and validity check of .ci/cuda_checks.sh's ensure_venv, at the same default
-# location (build/cuda_checks/venv-cu130, or FUSEDOPT_CUDA_VENV), so whichever script runs first
-# installs it (~3 min, 5.5 GB) and the other reuses it. Nothing is ever installed into it besides
+# Sourced (not run) by .ci/cuda_checks.sh and .ci/wheel.sh: ensure_cuda_venv VENV creates or
+# reuses the torch 2.14.1+cu130 venv at their shared default location (build/cuda_checks/
+# venv-cu130, or FUSEDOPT_CUDA_VENV), so whichever script runs first installs it (~3 min, 5.5 GB)
+# and the other reuses it. Nothing is ever installed into it besides
 # these packages: fusedopt wheels are tried from a --target directory on PYTHONPATH.
 ensure_cuda_venv() {
   local venv=$1
