@@ -22,6 +22,9 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 stage() { echo; echo "=== cpu_levels [$(( $(date +%s) - start ))s] $*"; }
 
+# The script sets FUSEDOPT_CPU_ISA itself where it forces a level; an inherited one would change
+# what every other run checks.
+unset FUSEDOPT_CPU_ISA
 target=${1:-${FUSEDOPT_VENV:-.venv}}
 build=${2:-${FUSEDOPT_CMAKE_BUILD:-build/cmake}}
 if [ -d "$target" ]; then python=$target/bin/python; else python=$target; fi
