@@ -18,7 +18,11 @@ constexpr int kLanes = 16;
 struct BFloat16 {
   uint16_t bits;
 };
+#if defined(__aarch64__)  // g++ < 13 has no _Float16 in C++ there; __fp16 (Arm ACLE) is the same
+using Half = __fp16;       // IEEE binary16, converted by fcvt with round-to-nearest-even
+#else
 using Half = _Float16;  // IEEE binary16; GCC converts with correct rounding (F16C when enabled)
+#endif
 
 template <class S> struct StorageTraits;
 template <> struct StorageTraits<float> {
