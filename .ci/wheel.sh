@@ -55,9 +55,10 @@ copy_tree() {  # the sources as git sees them, without build outputs
 # A directory outside the source tree: `import fusedopt` there can only find an installed copy.
 RUN=$(mktemp -d /tmp/fusedopt-wheel-run.XXXXXX)
 trap 'rm -rf "$RUN"' EXIT
-mkdir -p "$RUN/tests"
-cp "$ROOT"/tests/*.py "$RUN/tests/"
-[ -d "$ROOT/tests/cuda" ] && mkdir -p "$RUN/tests/cuda" && cp "$ROOT"/tests/cuda/*.py "$RUN/tests/cuda/"
+# Every Python file of the suite, as git sees it (the distributed tests spawn tests/distributed/*).
+(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- 'tests/*.py' |
+   xargs -0 tar -cf -) | tar -xf - -C "$RUN"
+[ -f "$RUN/tests/distributed/worker.py" ] || fail "the suite's copy lacks tests/distributed/worker.py"
 export XDG_CACHE_HOME="$RUN/cache"  # the bench's C kernels are compiled afresh, from the package
 
 # ---- 1. the CPU wheel, in a fresh venv --------------------------------------------------------

@@ -3,6 +3,8 @@
 and returns nothing, or returns a new float32 tensor (norm ops)."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import _abi
@@ -67,6 +69,22 @@ def available_simd_levels() -> list:
 
 
 _init_simd_level_from_env()
+
+
+@contextlib.contextmanager
+def simd_level(name: str):
+    """Run the CPU kernels at SIMD level ``name`` inside the ``with`` block (the process-wide
+    level is restored after it). For benchmarks and tests: every level gives the same bits."""
+    levels = available_simd_levels()
+    if name not in levels:
+        raise ValueError(f"simd_level: {name!r} is not a CPU SIMD level this machine can run; "
+                         f"choose from {', '.join(levels)}")
+    previous = _C.simd_level()
+    _C.set_simd_level(name)
+    try:
+        yield name
+    finally:
+        _C.set_simd_level(previous)
 
 
 def _build_info_attr(name, default):

@@ -34,9 +34,27 @@ pytestmark = pytest.mark.skipif(not _distributed_available(),
                                 reason="torch built without distributed / gloo")
 
 
+_JOBS = {}  # world size -> (world, per-rank results): each torchrun job runs once per session
+
+
 @pytest.fixture(scope="module", params=[3, 4], ids=["3-ranks", "4-ranks"])
 def ranks(request, tmp_path_factory):
-    world = request.param
+    return _job(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ranks4(tmp_path_factory):
+    """The 4-rank job alone (the 2-D 2 x 2 mesh needs 4 ranks)."""
+    return _job(4, tmp_path_factory)
+
+
+def _job(world, tmp_path_factory):
+    if world not in _JOBS:
+        _JOBS[world] = _run_job(world, tmp_path_factory)
+    return _JOBS[world]
+
+
+def _run_job(world, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"dist{world}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FUSEDOPT_BACKEND": "cpu"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world),
@@ -65,10 +83,8 @@ def test_sharded_equals_unsharded_1d(ranks, name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_sharded_equals_unsharded_2d(ranks, name):
-    world, results = ranks
-    if world != 4:
-        pytest.skip("the 2-D (2 x 2) mesh runs in the 4-rank job")
+def test_sharded_equals_unsharded_2d(ranks4, name):
+    _, results = ranks4
     assert _mismatches(results, f"2d/{name}/") == {}
     assert _mismatches(results, f"2d/replicate-shard/{name}") == {}
 

@@ -4,6 +4,7 @@ something else, param groups, learning-rate handling and parity with torch.optim
 import pytest
 import torch
 
+import fusedopt
 from support import (FUSED, NAMES, STANDARD_SHAPES, TEST_KW, assert_snapshots_equal,
                      compare_with_reference, dense_plan, make_grads, make_params,
                      reference_cls, run_steps, run_vs_reference, snapshot, standard_plan)
@@ -219,6 +220,38 @@ def test_lion_sign_of_zero_is_zero(backend):
     opt.step()
     assert p.tolist() == [1.0 - 0.25, -2.0 + 0.25, 0.0, 3.0 - 0.25]
     assert opt.state[p]["exp_avg"].tolist() == [0.75, -0.75, 0.0, 0.375]
+
+
+def test_lion_sign_edge_values(backend):
+    """sign(+-inf) = +-1, sign(NaN) = NaN, sign(-0) = sign(+0) = 0 (docs/lion.md): the kernels'
+    branch-free sign on every backend and SIMD level (37 elements: vector body and tail)."""
+    levels = fusedopt.available_simd_levels() if backend.name == "cpu" else [None]
+    for level in levels:
+        if level is None:
+            _lion_sign_edge_values(backend.device)
+        else:
+            with fusedopt.simd_level(level):
+                _lion_sign_edge_values(backend.device)
+
+
+def _lion_sign_edge_values(dev):
+    special = [float("inf"), float("-inf"), float("nan"), -0.0, 0.0, 3.0, -3.0]
+    grads = (special * 6)[:37]
+    p = torch.full((37,), 2.0, device=dev)
+    opt = FUSED["lion"]([p], lr=0.25, betas=(0.5, 0.75), weight_decay=0.0)
+    p.grad = torch.tensor(grads, device=dev)
+    opt.step()
+    expected = [2.0 - 0.25 if g > 0 else 2.0 + 0.25 if g < 0 else (g if g != g else 2.0)
+                for g in grads]
+    got = p.cpu().tolist()
+    for i, (a, b) in enumerate(zip(got, expected)):
+        assert (a == b) or (a != a and b != b), (i, grads[i], a, b)
+    # A zero direction leaves the param bitwise unchanged, a -0 param included.
+    q = torch.tensor([-0.0, 0.0, -0.0], device=dev)
+    opt = FUSED["lion"]([q], lr=0.25, weight_decay=0.0)
+    q.grad = torch.tensor([-0.0, -0.0, 0.0], device=dev)
+    opt.step()
+    assert torch.equal(torch.signbit(q.cpu()), torch.tensor([True, False, True]))
 
 
 def test_lion_sign_of_zero_with_weight_decay(backend):

@@ -13,8 +13,12 @@
 namespace fusedopt {
 namespace cpu {
 namespace avx512 {
+#define FUSEDOPT_CPU_VECTOR_BYTES 64  // register width of this level (kernels_impl.h)
+#define FUSEDOPT_CPU_VECTOR_REGISTERS 32
 #define FUSEDOPT_CPU_AVX512 1  // kernels_impl.h may use AVX-512 intrinsics
 #include "kernels_impl.h"
+#undef FUSEDOPT_CPU_VECTOR_BYTES
+#undef FUSEDOPT_CPU_VECTOR_REGISTERS
 #undef FUSEDOPT_CPU_AVX512
 }  // namespace avx512
 

@@ -11,7 +11,10 @@
 namespace fusedopt {
 namespace cpu {
 namespace baseline {
+#define FUSEDOPT_CPU_VECTOR_BYTES 16  // register width of this level (kernels_impl.h)
 #include "kernels_impl.h"
+#undef FUSEDOPT_CPU_VECTOR_BYTES
+#undef FUSEDOPT_CPU_VECTOR_REGISTERS
 }  // namespace baseline
 
 constexpr KernelTable kBaselineKernels = baseline::kernel_table("baseline");

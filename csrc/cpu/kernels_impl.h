@@ -114,48 +114,63 @@ FUSEDOPT_INLINE void for_each_tile(const ParamLists& L, const ChunkRef& ck, Body
 }
 
 // Fixed-lane double accumulators: lane j receives the squares of elements j, j + kLanes, ... of a
-// chunk, in order, and the lanes are summed 0..kLanes-1 at the end. The 16 lanes live in two
-// 8-wide GCC vectors, which each level maps to zmm, ymm pairs or xmm quads: every lane sees the
-// same IEEE operations in the same order on every level and with any thread count.
-static_assert(kLanes == 16, "LaneAcc holds 16 lanes");
-typedef double LaneD8 __attribute__((vector_size(64)));
-typedef float LaneF8 __attribute__((vector_size(32)));
+// chunk, in order, and the lanes are summed 0..kLanes-1 at the end, so every lane sees the same
+// IEEE operations in the same order on every level and with any thread count. The 16 lanes live
+// in accumulator vectors of the level's register width (FUSEDOPT_CPU_VECTOR_BYTES: 64 avx512,
+// 32 avx2, 16 baseline / NEON). With vectors wider than the registers (16 lanes as two 64-byte
+// vectors on avx2), GCC keeps the accumulators on the stack and shuffles them through xmm halves
+// every iteration: LARS's norm pass then ran at half the avx512 speed (docs/cpu.md).
+#ifndef FUSEDOPT_CPU_VECTOR_BYTES
+#define FUSEDOPT_CPU_VECTOR_BYTES 16
+#endif
+#ifndef FUSEDOPT_CPU_VECTOR_REGISTERS  // architectural vector registers of the level
+#if defined(__aarch64__)
+#define FUSEDOPT_CPU_VECTOR_REGISTERS 32
+#else
+#define FUSEDOPT_CPU_VECTOR_REGISTERS 16
+#endif
+#endif
+constexpr int kAccBytes = FUSEDOPT_CPU_VECTOR_BYTES;
+constexpr int kAccDoubles = kAccBytes / 8;          // lanes per accumulator vector
+constexpr int kAccVectors = kLanes / kAccDoubles;  // accumulator vectors per LaneAcc
+static_assert(kLanes % kAccDoubles == 0, "the lanes fill whole accumulator vectors");
+typedef double AccD __attribute__((vector_size(kAccBytes)));
+typedef float AccF __attribute__((vector_size(kAccBytes / 2)));  // converts into one AccD
 
 struct LaneAcc {
-  LaneD8 lo = {0, 0, 0, 0, 0, 0, 0, 0};
-  LaneD8 hi = {0, 0, 0, 0, 0, 0, 0, 0};
+  AccD acc[kAccVectors] = {};
 
   // Lanes 0..15 += (x[j] * mult)^2, the product x * mult rounded in x's type (as the scalar
   // code would), the square and the sum in double.
   FUSEDOPT_INLINE void add16(const float* x, float mult) {
-    LaneF8 a, b;
-    __builtin_memcpy(&a, x, sizeof a);
-    __builtin_memcpy(&b, x + 8, sizeof b);
-    a = a * mult;
-    b = b * mult;
-#if defined(FUSEDOPT_CPU_AVX512)  // GCC lowers the generic conversion through xmm halves
-    const LaneD8 da = _mm512_maskz_cvtps_pd(0xff, __m256(a)),
-                 db = _mm512_maskz_cvtps_pd(0xff, __m256(b));
+    for (int k = 0; k < kAccVectors; ++k) {
+      AccF a;
+      __builtin_memcpy(&a, x + k * kAccDoubles, sizeof a);
+      a = a * mult;
+      // GCC lowers the generic conversion through halves of the register (two converts and an
+      // insert per vector): the x86 levels name the one instruction.
+#if defined(FUSEDOPT_CPU_AVX512)
+      const AccD d = _mm512_maskz_cvtps_pd(0xff, __m256(a));
+#elif defined(FUSEDOPT_CPU_AVX2)
+      const AccD d = _mm256_cvtps_pd(__m128(a));
 #else
-    const LaneD8 da = __builtin_convertvector(a, LaneD8), db = __builtin_convertvector(b, LaneD8);
+      const AccD d = __builtin_convertvector(a, AccD);
 #endif
-    lo += da * da;
-    hi += db * db;
+      acc[k] += d * d;
+    }
   }
   FUSEDOPT_INLINE void add16(const double* x, double mult) {
-    LaneD8 a, b;
-    __builtin_memcpy(&a, x, sizeof a);
-    __builtin_memcpy(&b, x + 8, sizeof b);
-    a = a * mult;
-    b = b * mult;
-    lo += a * a;
-    hi += b * b;
+    for (int k = 0; k < kAccVectors; ++k) {
+      AccD a;
+      __builtin_memcpy(&a, x + k * kAccDoubles, sizeof a);
+      a = a * mult;
+      acc[k] += a * a;
+    }
   }
   template <class C>
   FUSEDOPT_INLINE void add_one(int j, C x, C mult) {
     const double d = double(x * mult);
-    if (j < 8) lo[j] += d * d;
-    else hi[j - 8] += d * d;
+    acc[j / kAccDoubles][j % kAccDoubles] += d * d;
   }
   // Elements x[0..n) (x must start at a multiple of kLanes within its chunk).
   template <class C>
@@ -166,8 +181,7 @@ struct LaneAcc {
   }
   double total() const {
     double s = 0.0;
-    for (int j = 0; j < 8; ++j) s += lo[j];
-    for (int j = 0; j < 8; ++j) s += hi[j];
+    for (int j = 0; j < kLanes; ++j) s += acc[j / kAccDoubles][j % kAccDoubles];
     return s;
   }
 };
@@ -304,12 +318,25 @@ SquaresPartial lars_norms_chunk(const ParamLists& L, double inv_scale, const Chu
   LaneAcc sp, sg;
   for_each_tile<P, false>(L, ck, [&](C* __restrict p, const C* __restrict g, C*, C*, C*,
                                      int64_t n) {
-    // p and g a tile at a time: a core streaming from two arrays at once reads them faster
-    // than one after the other (measured: this pass went from 62 to ~75 GB/s).
-    for (int64_t b = 0; b < n; b += kTile) {
-      const int64_t k = n - b < kTile ? n - b : kTile;
-      sp.add(static_cast<const C*>(p) + b, k, C(1));
-      sg.add(g + b, k, inv);
+    // Two concurrent streams read faster than one after the other. Where both accumulator
+    // sets fit in registers, p and g go through the same loop; alternating 4 KB tiles of each
+    // restarts the hardware prefetcher on a new page at every tile (without huge pages that
+    // cost 20% at avx2; docs/cpu.md). With 16 xmm registers (x86 baseline) the two sets would
+    // spill, so there the tiles alternate. Same bits either way: each lane sums in order.
+    if constexpr (2 * kAccVectors + 4 <= FUSEDOPT_CPU_VECTOR_REGISTERS) {
+      int64_t i = 0;
+      for (; i + kLanes <= n; i += kLanes) {
+        sp.add16(static_cast<const C*>(p) + i, C(1));
+        sg.add16(g + i, inv);
+      }
+      sp.add(static_cast<const C*>(p) + i, n - i, C(1));  // tails: i is a multiple of kLanes
+      sg.add(g + i, n - i, inv);
+    } else {
+      for (int64_t b = 0; b < n; b += kTile) {
+        const int64_t k = n - b < kTile ? n - b : kTile;
+        sp.add(static_cast<const C*>(p) + b, k, C(1));
+        sg.add(g + b, k, inv);
+      }
     }
   });
   return {sp.total(), sg.total()};

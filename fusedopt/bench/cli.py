@@ -134,9 +134,10 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
                              error=f"constructor failed: {type(e).__name__}: {e}"[:240]))
             continue
         optimizers.append(opt)
+        step = opt.step if comp.simd_level is None else _stepping_at(comp.simd_level, opt.step)
         # Slow implementations (per-tensor Python loops) get at most 5 timed rounds: they are
         # 3-30x off the fused ones, the extra precision would only cost minutes.
-        entries.append(Entry(comp.name, opt.step,
+        entries.append(Entry(comp.name, step,
                              max_reps=min(args.repeats, 5) if comp.slow else None))
         meta[comp.name] = dict(library=comp.library, family=comp.family,
                                bpe=C.BYTES_PER_ELEM[comp.family], anchor=is_anchor)
@@ -193,6 +194,16 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
                 references=references)
 
 
+def _stepping_at(level: str, step):
+    """step() run with the CPU kernels at SIMD level ``level`` (interleaved with native rows)."""
+    import fusedopt
+
+    def run():
+        with fusedopt.simd_level(level):
+            return step()
+    return run
+
+
 # Reference rows timed with each CPU pool (see timing.py): the family's traffic mix, and for LARS
 # and LAMB the floor, a plain implementation moving only the bytes the algorithm must move.
 CPU_REFERENCES = {"adamw": ("r4w3",), "sgd": ("r3w2",), "lion": ("r3w2",),
@@ -216,32 +227,57 @@ TARGETS = [
 ]
 
 
+# At every SIMD level (issue 9): LARS and clipped LAMB within 1.1x of their floor rows.
+FLOOR_TARGETS = [
+    ("lars", "fusedopt FusedLARS", FLOOR_ROWS["lars"], 1.1, "fusedopt LARS / its floor"),
+    ("lamb", "fusedopt FusedLAMB", FLOOR_ROWS["lamb"], 1.1, "fusedopt LAMB (clipped) / its floor"),
+]
+
+
 def evaluate_targets(results: Dict) -> List[Dict]:
+    """Each target at the native level, then at each extra level timed (--simd-levels): the
+    fusedopt row at that level against the same baselines (torch rows, floors, and for LAMB's
+    AdamW ratio, fusedopt AdamW at the same level)."""
     out = []
-    for lay in results["layouts"]:
-        pools = {p["family"]: p for p in lay["pools"]}
-        if lay["name"] == "tiny":
-            specs = [("adamw", C.FUSEDOPT_ADAMW, C.TORCH_FUSED_ADAMW, 0.5,
-                      "fusedopt AdamW / torch fused AdamW")]
-        else:
-            specs = TARGETS
-        for fam, name, base, limit, what in specs:
-            p = pools.get(fam)
-            if p is None:
-                continue
-            rows = {r["name"]: r for r in p["rows"]}
-            a, b = rows.get(name, {}), rows.get(base, {})
-            ratio = med = None
-            if a.get("min_ms") and b.get("min_ms"):
-                ratio = a["min_ms"] / b["min_ms"]
-                med = a["median_ms"] / b["median_ms"]
-            # The floor: the same ratio for a kernel moving only the bytes the algorithm needs.
-            floor = rows.get(FLOOR_ROWS.get(fam, ""), {})
-            floor_ratio = (floor["min_ms"] / b["min_ms"]
-                           if floor.get("min_ms") and b.get("min_ms") else None)
-            out.append(dict(layout=lay["name"], what=what, ratio=ratio, ratio_median=med,
-                            limit=limit, met=None if ratio is None else ratio <= limit,
-                            floor_ratio=floor_ratio))
+    native = results.get("fusedopt", {}).get("cpu_simd_level")
+    levels = [None] + [lv for lv in results.get("simd_levels_timed", []) if lv != native]
+    for level in levels:
+        for lay in results["layouts"]:
+            out += _layout_targets(lay, level, native)
+    return out
+
+
+def _layout_targets(lay: Dict, level: Optional[str], native: Optional[str]) -> List[Dict]:
+    out = []
+    pools = {p["family"]: p for p in lay["pools"]}
+    if lay["name"] == "tiny":
+        specs = [("adamw", C.FUSEDOPT_ADAMW, C.TORCH_FUSED_ADAMW, 0.5,
+                  "fusedopt AdamW / torch fused AdamW")]
+    else:
+        specs = TARGETS + FLOOR_TARGETS
+    for fam, name, base, limit, what in specs:
+        p = pools.get(fam)
+        if p is None:
+            continue
+        rows = {r["name"]: r for r in p["rows"]}
+        name = C.level_name(name, level)
+        if base.startswith("fusedopt"):
+            base = C.level_name(base, level)
+        a, b = rows.get(name, {}), rows.get(base, {})
+        ratio = med = None
+        if a.get("min_ms") and b.get("min_ms"):
+            ratio = a["min_ms"] / b["min_ms"]
+            med = a["median_ms"] / b["median_ms"]
+        # The floor: the same ratio for a kernel moving only the bytes the algorithm needs.
+        floor = rows.get(FLOOR_ROWS.get(fam, ""), {})
+        floor_ratio = (floor["min_ms"] / b["min_ms"]
+                       if floor.get("min_ms") and b.get("min_ms") else None)
+        if (level or native) == "baseline":  # reported, without a target (issue 9)
+            limit = None
+        out.append(dict(layout=lay["name"], what=what, ratio=ratio, ratio_median=med,
+                        limit=limit, met=None if ratio is None or limit is None else ratio <= limit,
+                        floor_ratio=None if base == FLOOR_ROWS.get(fam) else floor_ratio,
+                        simd_level=level or native))
     return out
 
 
@@ -327,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true",
                     help="CI smoke run (< 1 min): small sizes, 3 rounds, no slow implementations")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--simd-levels", default="native",
+                    help="CPU: also time fusedopt at these SIMD levels, interleaved with the "
+                         "native rows in each pool ('all' = every level this CPU has, or a comma "
+                         "list such as 'baseline,avx2'; rows are named '... @LEVEL'). Default: "
+                         "the native level only")
     return ap
 
 
@@ -397,6 +438,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         skipped += [C.Skipped(c.name, "slow (per-tensor Python loop / JIT build): not in --quick")
                     for c in comps if c.slow]
         comps = [c for c in comps if not c.slow]
+    native_level = info.get("cpu_simd_level")
+    extra_levels = []
+    if args.simd_levels != "native":
+        available = info.get("cpu_simd_levels_available", [])
+        asked = available if args.simd_levels == "all" else [
+            s.strip() for s in args.simd_levels.split(",") if s.strip()]
+        bad = [lv for lv in asked if lv not in available]
+        if bad:
+            print(f"error: --simd-levels {','.join(bad)}: not a level this CPU can run "
+                  f"(available: {', '.join(available)})", file=sys.stderr)
+            return 2
+        if gpu:
+            print("error: --simd-levels is for the CPU backend (--device cpu)", file=sys.stderr)
+            return 2
+        extra_levels = [lv for lv in asked if lv != native_level]
+        comps = comps + [C.at_simd_level(c, lv) for lv in extra_levels
+                         for c in comps if c.is_fusedopt]
     wanted = [s.strip() for s in args.impls.split(",") if s.strip()]
     all_comps = C.by_name(comps)
     if wanted:
@@ -405,7 +463,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"fusedopt {info.get('version')} bench on {device.type}: "
           f"{torch.cuda.get_device_name(device) if gpu else cpu_name()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"fusedopt CPU SIMD {info.get('cpu_simd_level')}")
+          f"fusedopt CPU SIMD {native_level}"
+          + (f" (also timed at {', '.join(extra_levels)}: rows '... @LEVEL')" if extra_levels
+             else ""))
     load = _loadavg()
     if load is not None:
         print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
@@ -423,7 +483,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     checks: Dict[str, Dict] = {}
     if not args.no_check:
         for c in comps:
-            if c.is_fusedopt and c.family in families:
+            if c.is_fusedopt and c.simd_level is None and c.family in families:
                 progress.stage(f"check {c.family}")
                 checks[c.family] = check_family(c.family, c.make, device)
 
@@ -435,7 +495,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch=torch.__version__, threads=torch.get_num_threads(), fusedopt=info,
         bytes_model=C.BYTES_NOTE, repeats=args.repeats, warmup=args.warmup,
         skipped=[dict(what=s.what, reason=s.reason) for s in skipped],
-        checks=checks, layouts=[], static_gpu=static, loadavg_before=_loadavg())
+        checks=checks, simd_levels_timed=[native_level] + extra_levels if not gpu else [],
+        layouts=[], static_gpu=static, loadavg_before=_loadavg())
     try:
         for lay in layouts:
             lres = dict(name=lay.name, summary=lay.summary(), description=lay.description,
@@ -443,7 +504,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             for fam in families:
                 members = [c for c in comps if c.family == fam]
                 names = {c.name for c in members}
-                anchors = [all_comps[a] for a in C.ANCHORS[fam] + (C.FAMILY_BASE[fam],)
+                wanted_anchors = C.ANCHORS[fam] + (C.FAMILY_BASE[fam],)
+                wanted_anchors += tuple(C.level_name(a, lv) for lv in extra_levels
+                                        for a in wanted_anchors if a.startswith("fusedopt"))
+                anchors = [all_comps[a] for a in wanted_anchors
                            if a in all_comps and a not in names]
                 anchors = list({a.name: a for a in anchors}.values())
                 if not members and not anchors:

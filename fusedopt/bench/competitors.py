@@ -10,7 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -43,6 +43,7 @@ class Competitor:
     make: Callable     # make(params) -> torch.optim.Optimizer-like object with .step()
     devices: Tuple[str, ...] = ("cpu", "cuda")
     slow: bool = False  # per-tensor loops / many ops per step: fewer rounds, not in --quick
+    simd_level: Optional[str] = None  # fusedopt only: CPU SIMD level its steps run at (None: native)
 
     @property
     def is_fusedopt(self) -> bool:
@@ -297,3 +298,14 @@ ANCHORS = {
 # The baseline each family's ratio column is taken against.
 FAMILY_BASE = {"adamw": TORCH_FUSED_ADAMW, "adam": TORCH_FUSED_ADAMW, "sgd": TORCH_FUSED_SGD,
                "lion": TORCH_FUSED_SGD, "lars": TORCH_FUSED_SGD, "lamb": FUSEDOPT_ADAMW}
+
+
+def at_simd_level(comp: Competitor, level: str) -> Competitor:
+    """The same fusedopt implementation, stepping at CPU SIMD level ``level`` (``name @level``)."""
+    return replace(comp, name=f"{comp.name} @{level}", simd_level=level)
+
+
+def level_name(name: str, level: Optional[str]) -> str:
+    """The row name of implementation ``name`` at ``level`` (None: the native level's row)."""
+    return name if level is None else f"{name} @{level}"
+

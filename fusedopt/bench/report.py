@@ -60,12 +60,16 @@ def format_targets(targets: List[Dict]) -> str:
                 "moves only the bytes the algorithm must move):"]
     for t in targets:
         status = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
+        if t["limit"] is None:
+            status = "figure"
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
         med = "" if t.get("ratio_median") is None else f" [{t['ratio_median']:.2f}x]"
         floor = ("" if t.get("floor_ratio") is None else
                  f"; memory-traffic floor {t['floor_ratio']:.2f}x")
-        out.append(f"  {status:<8} {t['layout']:<11} {t['what']:<58} {ratio:>7}{med:<9} "
-                   f"(target <= {t['limit']:.2f}x{floor})")
+        level = f"@{t['simd_level']}" if t.get("simd_level") else ""
+        out.append(f"  {status:<8} {level:<9} {t['layout']:<11} {t['what']:<50} {ratio:>7}{med:<9} "
+                   + (f"(no target at this level{floor})" if t["limit"] is None else
+                    f"(target <= {t['limit']:.2f}x{floor})"))
     return "\n".join(out)
 
 

@@ -19,10 +19,18 @@ __device__ __host__ FUSEDOPT_INLINE float sqrt_(float x) { return sqrtf(x); }
 template <class T>
 FUSEDOPT_HD FUSEDOPT_INLINE T max_(T a, T b) { return a > b ? a : (a == a ? b : a); }
 
-// sign with sign(+-0) = 0 and NaN propagated (so a NaN gradient visibly poisons the param
-// instead of being silently turned into a +-1 step).
+// sign with sign(+-0) = +0 and NaN propagated (so a NaN gradient visibly poisons the param
+// instead of being silently turned into a +-1 step); sign(+-inf) = +-1.
+// Written as arithmetic on the compares, with every operand used unconditionally: as nested ?:
+// GCC sinks the compares (which may raise FP exceptions, so it will not speculate them) into
+// branches and the Lion loop does not vectorize at any level ("control flow in loop" in
+// -fopt-info-vec-missed; docs/cpu.md).
 template <class T>
-FUSEDOPT_HD FUSEDOPT_INLINE T sign_(T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x * T(0)); }
+FUSEDOPT_HD FUSEDOPT_INLINE T sign_(T x) {
+  const T unit = T(int(x > T(0)) - int(x < T(0)));  // 1, -1, or 0 (also for NaN)
+  const T nan_or_zero = x != x ? x : T(0);
+  return unit + nan_or_zero;
+}
 
 // 1 - beta^step in double: evaluated once per tensor per step by both backends through this
 // one function, so CPU and emulated CUDA agree bit for bit.
