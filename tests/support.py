@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import pytest
 import torch
 
 import fusedopt
@@ -64,6 +65,10 @@ class Backend:
 
 
 BACKENDS = ("cpu", "cuda-emulated", "cuda")
+
+# A test that needs a real GPU (skipped with "no GPU" without one; conftest.py). The "cuda"
+# parametrization of the backend fixture carries the same marker.
+needs_gpu = pytest.mark.gpu
 
 
 @contextlib.contextmanager

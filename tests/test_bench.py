@@ -60,3 +60,45 @@ def test_bench_refuses_an_unknown_level(capsys):
     assert cli.main(["--quick", "--simd-levels", "avx1024", "--no-peers"]) == 2
     err = capsys.readouterr().err
     assert "avx1024" in err and "available: baseline" in err
+
+
+def _gpu_results(adamw_ms, torch_adamw_ms, pct_copy, lamb_ms, lars_ms, sgd_ms, launches):
+    """A GPU results dict shaped like the benchmark's (one 'single' layout)."""
+    from fusedopt.bench import competitors as C
+
+    def row(name, ms, **kw):
+        return dict(name=name, min_ms=ms, median_ms=ms, **kw)
+    pools = [
+        dict(family="adamw", rows=[row(C.FUSEDOPT_ADAMW, adamw_ms, pct_copy=pct_copy,
+                                       launches=launches),
+                                   row(C.TORCH_FUSED_ADAMW, torch_adamw_ms)]),
+        dict(family="lamb", rows=[row("fusedopt FusedLAMB", lamb_ms, launches=9),
+                                  row(C.FUSEDOPT_ADAMW, adamw_ms, anchor=True, launches=2)]),
+        dict(family="lars", rows=[row("fusedopt FusedLARS", lars_ms, launches=5),
+                                  row(C.FUSEDOPT_SGD, sgd_ms, anchor=True, launches=2)]),
+    ]
+    model = {"single": {"adamw": {"32KB": 2}, "lamb": {"32KB": 9}, "lars": {"32KB": 6}}}
+    return dict(layouts=[dict(name="single", pools=pools)],
+                static_gpu=dict(launch_model=dict(per_layout=model)))
+
+
+def test_gpu_targets_are_evaluated_from_the_rows():
+    res = _gpu_results(adamw_ms=1.0, torch_adamw_ms=1.1, pct_copy=86.0, lamb_ms=1.8,
+                       lars_ms=1.4, sgd_ms=1.0, launches=2)
+    got = {t["what"]: t for t in cli.evaluate_gpu_targets(res)}
+    assert got["fusedopt AdamW, % of D2D copy bandwidth"]["met"] is True
+    assert got["fusedopt AdamW / torch fused AdamW"]["value"] == pytest.approx(1.0 / 1.1)
+    assert got["fusedopt AdamW / torch fused AdamW"]["met"] is True
+    assert got["fusedopt LAMB (clipped) / fusedopt AdamW"]["met"] is False  # 1.8 > 1.7
+    assert got["fusedopt LARS / fusedopt SGD-momentum"]["met"] is True      # 1.4 <= 1.5
+    assert got["fusedopt FusedAdamW: launches per step"]["met"] is True
+    assert got["fusedopt FusedLAMB: launches per step"]["met"] is True
+    assert got["fusedopt FusedLARS: launches per step"]["met"] is False     # 5 != 6
+    # anchors (a pool's copy of another family's row) are not counted twice
+    assert sum(1 for t in cli.evaluate_gpu_targets(res) if "launches" in t["what"]) == 3
+    slow = _gpu_results(adamw_ms=1.2, torch_adamw_ms=1.1, pct_copy=80.0, lamb_ms=1.8,
+                        lars_ms=1.4, sgd_ms=1.0, launches=3)
+    got = {t["what"]: t for t in cli.evaluate_gpu_targets(slow)}
+    assert got["fusedopt AdamW, % of D2D copy bandwidth"]["met"] is False
+    assert got["fusedopt AdamW / torch fused AdamW"]["met"] is False
+    assert got["fusedopt FusedAdamW: launches per step"]["met"] is False

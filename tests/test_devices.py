@@ -5,7 +5,7 @@ import torch
 
 from support import NAMES, STANDARD_SHAPES, TEST_KW, make_params, run_vs_reference
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+needs_gpu = pytest.mark.gpu  # skipped with "no GPU" without one (conftest.py)
 
 
 @needs_gpu

@@ -557,7 +557,7 @@ def test_param_reshaped_in_place(backend, name):
     _drive(name, _plain(backend.device), changes={3: _view_reshaped(3)})
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", NAMES)
 def test_param_moved_to_other_device(name):
     """A param moves to the GPU: its state stays behind (both twins raise the same error),

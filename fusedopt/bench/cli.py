@@ -19,8 +19,8 @@ from . import report as R
 from . import static_gpu
 from .check import check_family
 from .layouts import LAYOUT_NAMES, Layout, make_layouts, single
-from .timing import (CopyReference, Entry, Snapshot, StreamReference, stream_reference_unavailable,
-                     time_interleaved)
+from .timing import (CopyReference, Entry, Snapshot, StreamReference, count_cuda_launches,
+                     stream_reference_unavailable, time_interleaved)
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
@@ -147,6 +147,14 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
     progress.stage(f"{layout.name}/{family}")
     time_interleaved(entries, args.warmup, args.repeats, device, tick=progress.tick,
                      min_time_s=args.min_time)
+    launches = {}
+    if device.type == "cuda":  # kernels per step of each fusedopt row, from a profiler trace
+        for e in entries:
+            if meta[e.name]["library"] == "fusedopt" and e.error is None:
+                try:
+                    launches[e.name] = count_cuda_launches(e.step)
+                except Exception as ex:  # noqa: BLE001
+                    launches[e.name] = f"{type(ex).__name__}: {ex}"[:200]
     snap.restore()
     restored = snap.verify()
 
@@ -167,6 +175,8 @@ def run_pool(layout: Layout, family: str, members: List[C.Competitor], anchors: 
             row["gbps"] = m["bpe"] * numel / (t[0] * 1e6)
             if copy_gbps:
                 row["pct_copy"] = 100.0 * row["gbps"] / copy_gbps
+        if e.name in launches:
+            row["launches"] = launches[e.name]
         if m["library"] == "fusedopt" and m["family"] in checks:
             ck = checks[m["family"]]
             row["check"] = ("check skipped" if ck["ok"] is None else
@@ -278,6 +288,48 @@ def _layout_targets(lay: Dict, level: Optional[str], native: Optional[str]) -> L
                         limit=limit, met=None if ratio is None or limit is None else ratio <= limit,
                         floor_ratio=None if base == FLOOR_ROWS.get(fam) else floor_ratio,
                         simd_level=level or native))
+    return out
+
+
+# GPU targets (issue 11), from the GPU run of the default layouts at full size.
+GPU_RATIO_TARGETS = [
+    # (pool family, implementation, base, limit, description)
+    ("adamw", C.FUSEDOPT_ADAMW, C.TORCH_FUSED_ADAMW, 1.0, "fusedopt AdamW / torch fused AdamW"),
+    ("lamb", "fusedopt FusedLAMB", C.FUSEDOPT_ADAMW, 1.7, "fusedopt LAMB (clipped) / fusedopt AdamW"),
+    ("lars", "fusedopt FusedLARS", C.FUSEDOPT_SGD, 1.5, "fusedopt LARS / fusedopt SGD-momentum"),
+]
+GPU_COPY_TARGET = 85.0  # % of the measured D2D copy bandwidth, FusedAdamW on the single layout
+
+
+def evaluate_gpu_targets(results: Dict) -> List[Dict]:
+    out = []
+    model = results.get("static_gpu", {}).get("launch_model", {}).get("per_layout", {})
+    for lay in results["layouts"]:
+        pools = {p["family"]: p for p in lay["pools"]}
+        rows = {(p["family"], r["name"]): r for p in lay["pools"] for r in p["rows"]}
+        if lay["name"] == "single":
+            r = rows.get(("adamw", C.FUSEDOPT_ADAMW), {})
+            pct = r.get("pct_copy")
+            out.append(dict(layout=lay["name"], what="fusedopt AdamW, % of D2D copy bandwidth",
+                            value=pct, limit=GPU_COPY_TARGET, unit="% >=",
+                            met=None if pct is None else pct >= GPU_COPY_TARGET))
+        for fam, name, base, limit, what in GPU_RATIO_TARGETS:
+            if fam not in pools:
+                continue
+            a, b = rows.get((fam, name), {}), rows.get((fam, base), {})
+            ratio = a["min_ms"] / b["min_ms"] if a.get("min_ms") and b.get("min_ms") else None
+            out.append(dict(layout=lay["name"], what=what, value=ratio, limit=limit, unit="x <=",
+                            met=None if ratio is None else ratio <= limit))
+        for fam, pool in pools.items():
+            expected = model.get(lay["name"], {}).get(fam, {}).get("32KB")
+            for r in pool["rows"]:
+                if "launches" not in r or "@" in r["name"] or r.get("anchor"):
+                    continue
+                got = r["launches"]
+                out.append(dict(layout=lay["name"], what=f"{r['name']}: launches per step",
+                                value=got, limit=expected, unit="== model",
+                                met=None if not isinstance(got, int) or expected is None
+                                else got == expected))
     return out
 
 
@@ -522,6 +574,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results["elapsed_s"] = round(time.time() - t0, 1)
     results["loadavg_after"] = _loadavg()
     results["targets"] = evaluate_targets(results) if not gpu else []
+    results["gpu_targets"] = evaluate_gpu_targets(results) if gpu else []
 
     print(R.format_table(results))
     if results["sweep"]:
@@ -547,6 +600,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.quick and results["targets"]:
         print("\n(--quick: small sizes and few rounds; the targets below are indicative only)")
     print(R.format_targets(results["targets"]))
+    print(R.format_gpu_targets(results["gpu_targets"]))
     print()
     print(static_gpu.format_report(static))
 

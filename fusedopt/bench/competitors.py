@@ -287,12 +287,13 @@ def by_name(comps: List[Competitor]) -> Dict[str, Competitor]:
 TORCH_FUSED_ADAMW = "torch AdamW fused"
 TORCH_FUSED_SGD = "torch SGD fused"
 FUSEDOPT_ADAMW = "fusedopt FusedAdamW"
+FUSEDOPT_SGD = "fusedopt FusedSGD"
 ANCHORS = {
     "adamw": (),
     "adam": (TORCH_FUSED_ADAMW,),
     "sgd": (),
     "lion": (TORCH_FUSED_SGD,),
-    "lars": (TORCH_FUSED_SGD,),
+    "lars": (TORCH_FUSED_SGD, FUSEDOPT_SGD),
     "lamb": (FUSEDOPT_ADAMW, TORCH_FUSED_ADAMW),
 }
 # The baseline each family's ratio column is taken against.

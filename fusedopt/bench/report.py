@@ -73,6 +73,20 @@ def format_targets(targets: List[Dict]) -> str:
     return "\n".join(out)
 
 
+def format_gpu_targets(targets: List[Dict]) -> str:
+    if not targets:
+        return ""
+    out = ["", "GPU targets (issue 11; ratios of min step times in the same run; launches counted "
+                "from a torch.profiler trace of one step against the static model, 32 KB tables):"]
+    for t in targets:
+        status = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
+        v = t["value"]
+        val = ("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v))
+        out.append(f"  {status:<8} {t['layout']:<11} {t['what']:<58} {val:>8}  "
+                   f"(target {t['unit']} {t['limit']})")
+    return "\n".join(out)
+
+
 def write_json(results: Dict, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

@@ -365,3 +365,23 @@ def time_interleaved(entries: List[Entry], warmup: int, repeats: int, device: to
         if r < repeats:
             tick("")
         r += 1
+
+
+def count_cuda_launches(step: Callable[[], None]) -> int:
+    """Kernels launched by one call of ``step``, counted from a torch.profiler trace (CUDA
+    activity: every kernel the GPU ran, whoever launched it). The caller has warmed ``step`` up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events()
+               if e.device_type == torch.autograd.DeviceType.CUDA and not _is_memop(e.name))
+
+
+def _is_memop(name: str) -> bool:
+    # memset / memcpy activities are not kernel launches of the optimizer
+    n = name.lower()
+    return n.startswith("memset") or n.startswith("memcpy")
+

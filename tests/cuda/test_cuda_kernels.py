@@ -4,8 +4,10 @@
   CPU backend for the elementwise optimizers (Adam/AdamW/SGD/Lion) and within a stated tolerance
   for LAMB/LARS (norm summation order differs) -- through the public Python API, on lists with
   misaligned, multi-chunk, 0-dim and empty tensors.
-* cuda (real GPU; skipped with "no GPU" here): equals the CPU backend, CUDA-graph capture +
-  replay equals eager execution, and a step never synchronizes with the host.
+* cuda (real GPU; marked gpu, skipped with "no GPU" without one): equals the CPU backend on the
+  emulated grid, CUDA-graph capture + replay (tensor lr changed between replays) equals eager
+  execution, a step never synchronizes with the host, a step on a side stream equals one on
+  the default stream, and a tensor past 2^31 elements is updated everywhere.
 
 The C++ tests in tests/csrc/cuda cover the same ground in more depth (every option x dtype, race
 checker under every schedule, traffic budgets, launch counts).
@@ -30,10 +32,14 @@ OPTIMIZERS = {
 }
 ELEMENTWISE = ("adam", "adamw", "sgd", "lion")
 
+GRID = [(torch.float32, False), (torch.bfloat16, True), (torch.float16, False),
+        (torch.float64, False)]
+GRID_IDS = ["fp32", "bf16-master", "fp16", "fp64"]
+
 needs_emulated = pytest.mark.skipif(
     "cuda-emulated" not in fusedopt.available_backends(),
     reason="cuda-emulated backend not built (build with FUSEDOPT_EMULATED=1)")
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+needs_gpu = pytest.mark.gpu  # skipped with "no GPU" without one (conftest.py)
 
 
 def make_params(dtype, device="cpu", seed=0):
@@ -88,8 +94,7 @@ def assert_same(a, b, exact, what, rtol=0.0):
 
 @needs_emulated
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-@pytest.mark.parametrize("dtype,master", [(torch.float32, False), (torch.bfloat16, True),
-                                          (torch.float16, False), (torch.float64, False)])
+@pytest.mark.parametrize("dtype,master", GRID, ids=GRID_IDS)
 def test_emulated_kernels_match_cpu_backend(name, dtype, master):
     p_cpu, s_cpu = run(name, dtype, "cpu", master=master)
     p_emu, s_emu = run(name, dtype, "cuda-emulated", master=master)
@@ -135,15 +140,80 @@ def test_build_info_reports_cuda_consistently():
     assert info["cuda_available"] == (info["cuda_compiled"] and torch.cuda.is_available())
 
 
+
+
 @needs_gpu
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_cuda_matches_cpu_backend(name):
+@pytest.mark.parametrize("dtype,master", GRID, ids=GRID_IDS)
+def test_cuda_matches_cpu_backend(name, dtype, master):
+    """The real GPU against the CPU backend on the grid the emulated backend covers, with the same
+    tolerances: bitwise for the element-wise optimizers, 2 ulp of the storage type for LAMB/LARS
+    (their norms are summed in another order)."""
     if not fusedopt.build_info()["cuda_compiled"]:
         pytest.fail("a GPU is present but fusedopt was built without its CUDA backend")
-    p_cpu, s_cpu = run(name, torch.float32, "cpu", device="cpu")
-    p_gpu, s_gpu = run(name, torch.float32, "cpu", device="cuda")
-    # nvcc builds with --fmad=false; pow() on the GPU may differ by an ulp in the coefficients.
-    assert_same(p_cpu, p_gpu, False, f"{name} param", rtol=1e-5)
+    p_cpu, s_cpu = run(name, dtype, "cpu", master=master)
+    p_gpu, s_gpu = run(name, dtype, "cpu", device="cuda", master=master)
+    exact = name in ELEMENTWISE
+    eps = torch.finfo(dtype).eps
+    assert_same(p_cpu, p_gpu, exact, f"{name} param", rtol=2 * eps)
+    for i, (a, b) in enumerate(zip(s_cpu, s_gpu)):
+        assert a.keys() == b.keys()
+        for k in a:
+            if exact or k == "step":
+                assert torch.equal(bits(a[k]), bits(b[k])), f"{name} state {i} {k}: not bitwise"
+            else:
+                torch.testing.assert_close(a[k], b[k], rtol=2 * torch.finfo(a[k].dtype).eps,
+                                           atol=0.0)
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_step_on_a_non_default_stream(name):
+    """A step issued on a side stream (grads written on the default stream, ordered by
+    wait_stream) gives the bits of a step on the default stream."""
+    cls, kw = OPTIMIZERS[name]
+    grads = [torch.randn_like(p) for p in make_params(torch.float32, "cuda", seed=3)]
+
+    def build():
+        params = [p.clone().requires_grad_(True) for p in make_params(torch.float32, "cuda")]
+        return params, cls(params, **kw)
+
+    ref_params, ref = build()
+    side_params, side_opt = build()
+    side = torch.cuda.Stream()
+    for _ in range(3):
+        for p, q, g in zip(ref_params, side_params, grads):
+            p.grad = g.clone()
+            q.grad = g.clone()
+        ref.step()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            side_opt.step()
+        torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    for p, q in zip(ref_params, side_params):
+        assert torch.equal(bits(p), bits(q))
+
+
+@needs_gpu
+@pytest.mark.big
+def test_tensor_past_2_to_the_31_elements():
+    """One fp32 tensor of 2^31 + 4099 elements (17 GB with its grad): SGD without momentum must
+    reach every element with 64-bit indexing. The grad differs past 2^31, so a wrapped index
+    shows up as a wrong value at either end."""
+    n = (1 << 31) + 4099
+    split = 1 << 31
+    p = torch.zeros(n, device="cuda", requires_grad=True)
+    p.grad = torch.ones(n, device="cuda")
+    p.grad[split:] = 2.0
+    opt = FusedSGD([p], lr=0.5)
+    opt.step()
+    torch.cuda.synchronize()
+    head, tail = p.detach()[:split], p.detach()[split:]
+    assert bool((head == -0.5).all()), "elements below 2^31"
+    assert bool((tail == -1.0).all()), "elements past 2^31"
+    del p, opt, head, tail
+    torch.cuda.empty_cache()
 
 
 @needs_gpu
@@ -174,7 +244,12 @@ def test_cuda_graph_capture_and_replay_equal_eager(name):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         graphed.step()
+    # The lr is one 0-d CUDA tensor shared by both optimizers' param groups; it changes between
+    # replays, and the replays must use each new value, as the eager steps do.
+    lr, base_lr = kw["lr"], OPTIMIZERS[name][1]["lr"]
+    assert eager.param_groups[0]["lr"] is lr and graphed.param_groups[0]["lr"] is lr
     for step in range(1, 6):
+        lr.fill_(base_lr * (1.0 + 0.25 * step))
         for p, q, g in zip(eager_params, graph_params, grads[step]):
             p.grad.copy_(g)
             q.grad.copy_(g)
