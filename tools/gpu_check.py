@@ -110,7 +110,7 @@ def stage_environment(run: Run) -> None:
         info["gpu"] = dict(name=props.name, capability=f"{props.major}.{props.minor}",
                            memory_gib=round(props.total_memory / 2**30, 1),
                            sms=props.multi_processor_count)
-    for tool in ("nvcc", "compute-sanitizer", "ncu", "nvidia-smi"):
+    for tool in ("nvcc", "compute-sanitizer", "ncu", "nvidia-smi", "ninja"):  # no ninja: serial build
         info[tool] = shutil.which(tool) or _cuda_bin(tool)
     if info["nvcc"]:
         r = subprocess.run([info["nvcc"], "--version"], capture_output=True, text=True)
