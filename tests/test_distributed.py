@@ -34,34 +34,46 @@ pytestmark = pytest.mark.skipif(not _distributed_available(),
                                 reason="torch built without distributed / gloo")
 
 
-_JOBS = {}  # world size -> (world, per-rank results): each torchrun job runs once per session
+_JOBS = {}  # (world size, backend) -> (world, per-rank results): each job runs once per session
 
 
-@pytest.fixture(scope="module", params=[3, 4], ids=["3-ranks", "4-ranks"])
+@pytest.fixture(scope="module", params=[(3, "cpu"), (4, "cpu"), (3, "cuda-emulated")],
+                ids=["3-ranks", "4-ranks", "3-ranks-cuda-emulated"])
 def ranks(request, tmp_path_factory):
-    return _job(request.param, tmp_path_factory)
+    """The worker's results on every rank: on the CPU backend with 3 ranks (uneven and empty
+    shards) and 4 (also the 2-D mesh), and with 3 ranks on the cuda-emulated backend (the CUDA
+    kernels' stacked-norm path, on the emulator)."""
+    world, backend = request.param
+    if backend == "cuda-emulated":
+        import fusedopt
+
+        if "cuda-emulated" not in fusedopt.available_backends():
+            pytest.skip("cuda-emulated backend not built (FUSEDOPT_EMULATED=1)")
+    return _job(world, backend, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def ranks4(tmp_path_factory):
     """The 4-rank job alone (the 2-D 2 x 2 mesh needs 4 ranks)."""
-    return _job(4, tmp_path_factory)
+    return _job(4, "cpu", tmp_path_factory)
 
 
-def _job(world, tmp_path_factory):
-    if world not in _JOBS:
-        _JOBS[world] = _run_job(world, tmp_path_factory)
-    return _JOBS[world]
+def _job(world, backend, tmp_path_factory):
+    if (world, backend) not in _JOBS:
+        _JOBS[world, backend] = _run_job(world, backend, tmp_path_factory)
+    return _JOBS[world, backend]
 
 
-def _run_job(world, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"dist{world}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FUSEDOPT_BACKEND": "cpu"}
+def _run_job(world, backend, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"dist{world}-{backend}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FUSEDOPT_BACKEND": backend}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world),
-           "--master-port", str(29500 + world + os.getpid() % 1000), WORKER, str(out)]
+           "--master-port", str(29500 + world + 10 * (backend != "cpu") + os.getpid() % 1000),
+           WORKER, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     results = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+    assert all(res["backend"] == backend for res in results), [r["backend"] for r in results]
     return world, results
 
 
@@ -114,6 +126,16 @@ def test_grad_scaler_overflow_in_one_shard(ranks):
 def test_fsdp2_fully_shard_adamw(ranks):
     _, results = ranks
     assert _mismatches(results, "fsdp2") == {}
+
+
+def test_fsdp2_cpu_offload_policy(ranks):
+    _, results = ranks
+    assert _mismatches(results, "fsdp2_cpu_offload") == {}
+
+
+def test_ddp_works_unchanged(ranks):
+    _, results = ranks
+    assert _mismatches(results, "ddp") == {}
 
 
 def test_collectives_per_step(ranks):
@@ -181,3 +203,25 @@ def test_dcp_resume_continues_like_uninterrupted(checkpoint_runs, name, world):
                                b[k].reshape(-1).view(torch.uint8)), f"{name} {k}"
         else:
             torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=f"{name} {k}")
+
+
+# ---- the example ------------------------------------------------------------------------------------
+def test_fsdp_lamb_example_on_two_ranks():
+    """`torchrun --nproc-per-node 2 -m fusedopt.examples.fsdp_lamb`: FSDP2 + FusedLAMB, loss
+    curve next to a single-process run; the script itself fails if they disagree or the loss
+    does not fall."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FUSEDOPT_BACKEND": "cpu"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(29700 + os.getpid() % 1000), "-m", "fusedopt.examples.fsdp_lamb",
+           "--steps", "12"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "FSDP2 over 2 ranks" in out and "the curves agree" in out, out
+    rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(rows) == 12, out  # a row per step (every step when steps < 20)
+    fsdp, single = [float(r[1]) for r in rows], [float(r[2]) for r in rows]
+    assert fsdp[-1] < fsdp[0]
+    for a, b in zip(fsdp, single):
+        assert abs(a - b) <= 1e-4 * abs(b), (a, b)
+

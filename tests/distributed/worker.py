@@ -297,11 +297,75 @@ def fsdp2_model(mesh):
             if not equal_bits(r, p)]
 
 
+def fsdp2_cpu_offload(mesh):
+    """fully_shard with CPUOffloadPolicy (sharded params and their grads live on the CPU, where
+    the optimizer runs on the CPU backend): LAMB and AdamW steps equal unsharded runs fed the
+    same gradients (AdamW bitwise, LAMB within the rounding of its cross-shard norms)."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+
+    out = []
+    for name, cls, kw in (("adamw", fusedopt.FusedAdamW, dict(lr=1e-2)),
+                          ("lamb", fusedopt.FusedLAMB, dict(lr=1e-2, max_grad_norm=0.5))):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(),
+                                    torch.nn.Linear(7, 3))
+        ref = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+        # pin_memory needs an accelerator; on a GPU machine the default (True) applies.
+        fully_shard(model, mesh=mesh, offload_policy=CPUOffloadPolicy(pin_memory=False))
+        opt, ref_opt = cls(model.parameters(), **kw), cls(ref, **kw)
+        for step in range(3):
+            x = torch.randn(8, 5, generator=torch.Generator().manual_seed(step))
+            model(x).square().mean().backward()
+            for r, p in zip(ref, model.parameters()):
+                assert p.device.type == "cpu" and p.grad.device.type == "cpu"
+                r.grad = p.grad.full_tensor()
+            opt.step()
+            ref_opt.step()
+            opt.zero_grad()
+        same = equal_bits if name == "adamw" else (lambda a, b: close(a, b, torch.float32))
+        out += [f"{name} param {i}" for i, (r, p) in enumerate(zip(ref, model.parameters()))
+                if not same(r, p)]
+    return out
+
+
+def ddp_unchanged():
+    """DistributedDataParallel needs nothing from fusedopt: after each step every rank holds
+    the same params, equal bitwise to a plain optimizer fed the all-reduced gradients."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    out = []
+    rank = dist.get_rank()
+    for name in ("adamw", "lamb", "lars"):
+        cls, kw = ALL[name]
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(),
+                                    torch.nn.Linear(7, 3))
+        ref = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+        ddp = DDP(model)
+        opt, ref_opt = cls(ddp.parameters(), **kw), cls(ref, **kw)
+        for step in range(3):
+            x = torch.randn(8, 5, generator=torch.Generator().manual_seed(10 * step + rank))
+            ddp(x).square().mean().backward()  # different data per rank; DDP averages grads
+            for r, p in zip(ref, model.parameters()):
+                r.grad = p.grad.clone()
+            opt.step()
+            ref_opt.step()
+            opt.zero_grad()
+        out += [f"{name} param {i} vs plain" for i, (r, p) in
+                enumerate(zip(ref, model.parameters())) if not equal_bits(r, p)]
+        for i, p in enumerate(model.parameters()):
+            gathered = [torch.empty_like(p.detach()) for _ in range(dist.get_world_size())]
+            dist.all_gather(gathered, p.detach().contiguous())
+            if not all(equal_bits(g, p) for g in gathered):
+                out.append(f"{name} param {i} differs between ranks")
+    return out
+
+
 def main():
     out_dir = sys.argv[1]
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    results = {}
+    results = {"backend": fusedopt.get_backend()}
 
     def record(key, fn, *args):
         try:
@@ -336,6 +400,8 @@ def main():
         record(f"larc/1d/{label}", larc_sharded_vs_plain, mesh1, inner,
                lambda shape: [Shard(0)])
     record("fsdp2", fsdp2_model, mesh1)
+    record("fsdp2_cpu_offload", fsdp2_cpu_offload, mesh1)
+    record("ddp", ddp_unchanged)
     record("grad_scaler", grad_scaler_overflow_on_one_rank, mesh1)
     record("errors", errors, mesh1)
     record("collectives", collectives_per_step, mesh1)
