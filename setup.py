@@ -184,7 +184,7 @@ def cmdclass():
 setup(
     name="fusedopt",
     version=version(),
-    packages=["fusedopt", "fusedopt.apex", "fusedopt.bench"],
+    packages=["fusedopt", "fusedopt.apex", "fusedopt.bench", "fusedopt.examples"],
     install_requires=torch_requirement(),
     ext_modules=extensions(),
     cmdclass=cmdclass(),

@@ -89,7 +89,8 @@ need = ["fusedopt/__init__.py", "fusedopt/_abi.py", "fusedopt/_build_info.py",
         "fusedopt/_ops.py", "fusedopt/optimizers.py", "fusedopt/reference.py",
         "fusedopt/apex/__init__.py", "fusedopt/bench/__main__.py", "fusedopt/bench/cli.py",
         "fusedopt/bench/timing.py", "fusedopt/bench/static_gpu.py",
-        "fusedopt/bench/engine_source.py", "fusedopt/__main__.py"]
+        "fusedopt/bench/engine_source.py", "fusedopt/__main__.py",
+        "fusedopt/examples/__init__.py", "fusedopt/examples/fsdp_lamb.py"]
 missing = [n for n in need if n not in names]
 assert not missing, f"{whl} lacks {missing}"
 assert [n for n in names if re.fullmatch(r"fusedopt/_C\..*\.so", n)], f"{whl} has no fusedopt/_C*.so"
