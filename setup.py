@@ -12,10 +12,12 @@ Environment knobs:
   FUSEDOPT_EMULATED=0|1    also build the cuda-emulated backend (CUDA sources on the SIMT emulator)
   FUSEDOPT_KEEP_DEBUG=1    keep the debug info in _C (stripped by default: 13 MB -> 1 MB)
 
-Besides the extension, the build writes fusedopt/_build_info.py (git-ignored): the torch it was
-compiled against (checked at import by fusedopt/_abi.py before _C is loaded) and the CUDA engine's
-launch-table constants (used by the static GPU report where csrc/ is not installed). The wheel
-requires exactly the torch release it was built against.
+The extension is an op library on the LibTorch stable ABI (torch/csrc/stable, targeting torch
+2.10: TORCH_TARGET_VERSION below) with no Python API of its own, so one build loads under every
+torch >= 2.10 and every CPython >= 3.10 (the wheel is tagged abi3). fusedopt/_ops.py loads it
+with torch.ops.load_library. Besides the library, the build writes fusedopt/_build_info.py
+(git-ignored): the torch it was compiled against and the CUDA engine's launch-table constants
+(used by the static GPU report where csrc/ is not installed).
 """
 import importlib.util
 import os
@@ -94,10 +96,13 @@ def build_info_text(torch, cuda_backend, cuda_archs):
         f"cuda_engine = {engine_source.from_tree(str(ROOT))!r}\n")
 
 
+# The oldest torch whose stable ABI the op library is compiled for (csrc/torch uses nothing newer).
+TORCH_TARGET = (2, 10)
+
+
 def torch_requirement():
-    """The wheel runs only with the torch release it was compiled against (C++ ABI)."""
-    import torch
-    return [f"torch=={torch.__version__.split('+')[0]}"]
+    """Any torch from TORCH_TARGET on: the op library uses only the stable ABI."""
+    return [f"torch>={TORCH_TARGET[0]}.{TORCH_TARGET[1]}"]
 
 
 def extensions():
@@ -108,12 +113,17 @@ def extensions():
     sources = groups["cpu"] + groups["torch"]
     include_dirs = [str(ROOT / "csrc" / "include"), str(ROOT / "csrc" / "cpu"),
                     str(ROOT / "csrc" / "torch")]
-    macros = [("FUSEDOPT_VERSION", f'"{version()}"')]
+    macros = [("FUSEDOPT_VERSION", f'"{version()}"'),
+              ("FUSEDOPT_TORCH_BUILT_AGAINST", f'"{torch.__version__}"'),
+              # TORCH_VERSION_2_10_0 of torch/csrc/stable/version.h: the 2.10 API surface only
+              ("TORCH_TARGET_VERSION",
+               hex((TORCH_TARGET[0] << 56) | (TORCH_TARGET[1] << 48)))]
     flags = read_build_flags()
     std = "-std=" + flags["std"][0]
-    # -fopenmp: at::parallel_for is an inline OpenMP region, so without it the CPU backend
-    # would silently run on one thread (the torch-free C++ tests bring their own threads).
-    cxx = [std] + flags["cxx"] + ["-fopenmp"]
+    # -fvisibility=hidden: the op library exports nothing (its ops register from static
+    # initializers), and the stable ABI's types live in a hidden namespace. No -fopenmp: the
+    # CPU backend's threads come from torch through torch::stable::parallel_for.
+    cxx = [std] + flags["cxx"] + ["-fvisibility=hidden"]
 
     want_cuda = os.environ.get("FUSEDOPT_CUDA", "auto")
     has_cuda_toolchain = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
@@ -150,12 +160,14 @@ def extensions():
     BUILD_INFO["text"] = build_info_text(
         torch, cuda_built,
         [f.rsplit("code=", 1)[1] for f in gencode_flags(archs)] if cuda_built else [])
-    link = ["-fopenmp"]
+    link = []
     if os.environ.get("FUSEDOPT_KEEP_DEBUG", "0") != "1":
         link.append("-Wl,--strip-debug")
+    # py_limited_api: no Python API is used (and libtorch_python is not linked), so the library is
+    # named _C.abi3.so and the wheel serves every CPython >= 3.10.
     return [ext_cls("fusedopt._C", sources=sources, include_dirs=include_dirs,
                     define_macros=macros, extra_compile_args=extra,
-                    extra_link_args=link)]
+                    extra_link_args=link, py_limited_api=True)]
 
 
 def cmdclass():
@@ -185,6 +197,7 @@ setup(
     name="fusedopt",
     version=version(),
     packages=["fusedopt", "fusedopt.apex", "fusedopt.bench", "fusedopt.examples"],
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
     install_requires=torch_requirement(),
     ext_modules=extensions(),
     cmdclass=cmdclass(),

@@ -1,57 +1,59 @@
-"""Is the installed torch the one fusedopt's extension was compiled against?
+"""Loads fusedopt's op library and checks that the running torch can host it.
 
-fusedopt/_C is a C++ extension linked against libtorch, whose C++ ABI changes between releases.
-Loaded under another torch it fails to dlopen (undefined symbol) or, worse, loads and misbehaves.
-setup.py records the torch it built against in fusedopt/_build_info.py (a generated, git-ignored
-file); ``check()`` compares it with the running torch BEFORE ``_C`` is imported, and
-``load_extension()`` turns a failed dlopen into the same clear ImportError.
-
-What is compared (what matters for the ABI):
-  * the release (``2.13.0`` in ``2.13.0+cpu``; a dev/source build's local part such as
-    ``+git1a2b3c4`` counts as part of the release, since two such builds differ);
-  * for builds that contain the CUDA backend, the CUDA version of torch (``torch.version.cuda``:
-    a cu130 build needs libc10_cuda of a CUDA 13.0 torch). A CPU-only build loads under the CPU
-    and the CUDA flavour of the same release alike (it links only libtorch_cpu/libc10).
-This module imports nothing but the standard library and torch, and never imports ``_C``.
+fusedopt/_C.abi3.so is an op library on the LibTorch stable ABI (csrc/torch, compiled with
+TORCH_TARGET_VERSION = 2.10): it calls torch only through the stable C shim, so one build loads
+under every torch >= 2.10, whatever release it was compiled against. It has no Python API (it is
+loaded with ``torch.ops.load_library``, which registers the ops), so it does not depend on the
+Python version either. What can still go wrong, each turned into an ImportError that names the
+versions and the fix:
+  * a torch older than 2.10 (no stable ABI of that level);
+  * a build with the CUDA backend under a torch without CUDA (the library needs libtorch_cuda and
+    the CUDA runtime of a CUDA build of torch);
+  * the library missing (a source tree that was never built) or failing to load.
+This module imports nothing but the standard library and torch.
 """
 from __future__ import annotations
 
+import glob
 import importlib
+import os
 import re
 from typing import Optional
 
-_FLAVOUR_TAG = re.compile(r"^(cpu|cu\d+|rocm[\d.]+|xpu)$")
+MIN_TORCH = (2, 10)
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def release(version: str) -> str:
-    """``2.13.0+cpu`` -> ``2.13.0``; ``2.14.0a0+git1a2b3c4`` -> ``2.14.0a0+git1a2b3c4``."""
-    public, _, local = version.partition("+")
-    return public if not local or _FLAVOUR_TAG.match(local) else version
+    """``2.13.0+cpu`` -> ``2.13.0``."""
+    return version.partition("+")[0]
 
 
-def rebuild_hint(runtime_version: str, built_version: Optional[str]) -> str:
-    alt = f", or install the torch it was built for (`pip install torch=={release(built_version)}`)" \
-        if built_version else ""
-    return ("Reinstall fusedopt built against the installed torch: from a source checkout, "
-            "`pip install --no-build-isolation --force-reinstall --no-deps .` (build isolation "
-            f"would compile against another torch){alt}.")
+def _release_tuple(version: str):
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def mismatch(built_version: str, built_cuda: Optional[str], cuda_backend: bool,
-             runtime_version: str, runtime_cuda: Optional[str]) -> Optional[str]:
-    """The ImportError message for a build/runtime torch mismatch, or None when they match."""
-    why = None
-    if release(built_version) != release(runtime_version):
-        why = "a different torch release"
-    elif cuda_backend and built_cuda != runtime_cuda:
-        why = (f"a torch for CUDA {runtime_cuda or 'none (CPU-only torch)'} while its CUDA backend "
-               f"needs the torch for CUDA {built_cuda}")
-    if why is None:
-        return None
-    return (f"fusedopt's native extension was built against torch {built_version} "
-            f"(CUDA {built_cuda or 'none'}), but torch {runtime_version} "
-            f"(CUDA {runtime_cuda or 'none'}) is installed: {why}, whose C++ ABI the extension "
-            f"cannot use. {rebuild_hint(runtime_version, built_version)}")
+def rebuild_hint() -> str:
+    return ("From a source checkout, `pip install --no-build-isolation --force-reinstall "
+            "--no-deps .` builds fusedopt against the installed torch (build isolation would "
+            "compile against another torch).")
+
+
+def unsupported(runtime_version: str, runtime_cuda: Optional[str], cuda_backend: bool,
+                built_version: Optional[str]) -> Optional[str]:
+    """The ImportError message when this torch cannot host the op library, or None."""
+    need = f"{MIN_TORCH[0]}.{MIN_TORCH[1]}"
+    built = f"built against torch {built_version}" if built_version else "built"
+    if _release_tuple(runtime_version) < MIN_TORCH:
+        return (f"fusedopt's op library ({built}) uses the LibTorch stable ABI of torch {need}, "
+                f"but torch {runtime_version} is installed: install torch >= {need} "
+                f"(`pip install 'torch>={need}'`).")
+    if cuda_backend and runtime_cuda is None:
+        return (f"this fusedopt build ({built}) contains the CUDA backend, which needs a CUDA "
+                f"build of torch, but torch {runtime_version} has no CUDA: install a CUDA "
+                f"build of torch >= {need}, or a CPU build of fusedopt. {rebuild_hint()}")
+    return None
 
 
 def _recorded() -> Optional[dict]:
@@ -64,53 +66,37 @@ def _recorded() -> Optional[dict]:
 
 
 def check() -> None:
-    """Raise ImportError if the running torch is not the one the extension was built against."""
+    """Raise ImportError if the running torch cannot host the op library (before loading it)."""
     import torch
 
-    rec = _recorded()
-    if rec is None:
-        return
-    msg = mismatch(rec["torch_version"], rec["torch_cuda"], rec["cuda_backend"],
-                   torch.__version__, torch.version.cuda)
+    rec = _recorded() or {}
+    msg = unsupported(torch.__version__, torch.version.cuda, bool(rec.get("cuda_backend")),
+                      rec.get("torch_version"))
     if msg:
         raise ImportError(msg)
 
 
-_LOAD_ERRORS = ("undefined symbol", "cannot open shared object file", "version `")
+def library_path() -> Optional[str]:
+    found = sorted(glob.glob(os.path.join(_HERE, "_C*.so")))
+    return found[0] if found else None
 
 
-def load_extension():
-    """``check()``, then import fusedopt._C; a dlopen failure becomes a clear ImportError."""
+def load_extension() -> str:
+    """``check()``, then load the op library (registering torch.ops.fusedopt.*); returns its path.
+    A failed load becomes an ImportError naming the torch versions and the fix."""
     import torch
 
     check()
+    path = library_path()
+    if path is None:
+        raise ImportError("fusedopt's op library (fusedopt/_C*.so) is not built. " + rebuild_hint())
     try:
-        return importlib.import_module("fusedopt._C")
-    except (ImportError, OSError) as e:
-        text = str(e)
+        torch.ops.load_library(path)
+    except OSError as e:
         rec = _recorded()
-        built = rec["torch_version"] if rec else None
-        if isinstance(e, ModuleNotFoundError) and e.name == "fusedopt._C":
-            raise ImportError(
-                "fusedopt's native extension (fusedopt._C) is not built. "
-                + rebuild_hint(torch.__version__, None)) from e
-        if any(s in text for s in _LOAD_ERRORS):
-            raise ImportError(
-                f"fusedopt's native extension failed to load under torch {torch.__version__} "
-                f"(CUDA {torch.version.cuda or 'none'}); it was built against torch "
-                f"{built or 'unknown (no fusedopt/_build_info.py)'}: {text}. "
-                + rebuild_hint(torch.__version__, built)) from e
-        raise
-
-
-def check_loaded(ext) -> None:
-    """After loading: the release compiled into _C (TORCH_VERSION, no local tag) must match too
-    (catches a _C that is newer or older than _build_info.py, e.g. a copied .so)."""
-    import torch
-
-    built = getattr(ext, "torch_version", None)
-    runtime = re.match(r"\d+\.\d+\.\d+", torch.__version__)
-    if built and runtime and built != runtime.group(0):
+        built = rec["torch_version"] if rec else "unknown (no fusedopt/_build_info.py)"
         raise ImportError(
-            f"fusedopt's native extension {ext.__file__} was built against torch {built}, but "
-            f"torch {torch.__version__} is installed. {rebuild_hint(torch.__version__, built)}")
+            f"fusedopt's op library {path} failed to load under torch {torch.__version__} "
+            f"(CUDA {torch.version.cuda or 'none'}); it was built against torch {built}: {e}. "
+            + rebuild_hint()) from e
+    return path

@@ -1,6 +1,6 @@
-"""Loads the native extension (which registers ``torch.ops.fusedopt.*``) and adds the fake
-(meta) implementations torch.compile needs. Every op either mutates its tensor lists in place
-and returns nothing, or returns a new float32 tensor (norm ops)."""
+"""Loads the op library (which registers ``torch.ops.fusedopt.*``) and adds the fake (meta)
+implementations torch.compile needs. Every op either mutates its tensor lists in place and
+returns nothing, or returns a new tensor (norm ops)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,13 +9,54 @@ import torch
 
 from . import _abi
 
-# Importing _C registers the ops with the dispatcher. It is loaded only after checking that the
-# running torch is the one it was compiled against (fusedopt/_abi.py): a mismatch raises an
-# ImportError naming both versions and the fix, instead of an undefined-symbol trace or worse.
-_C = _abi.load_extension()
-_abi.check_loaded(_C)
+# Loading the op library registers the ops with the dispatcher; fusedopt/_abi.py first checks
+# that this torch can host it (stable ABI of torch >= 2.10) and turns a failure into an
+# ImportError naming the versions and the fix.
+_LIBRARY = _abi.load_extension()
 
 ops = torch.ops.fusedopt
+
+
+class _Native:
+    """Build information and the process-wide controls of the op library (its ``_``-prefixed
+    ops: the library has no Python module of its own)."""
+
+    __file__ = _LIBRARY
+
+    def __init__(self):
+        info = dict(line.split("=", 1) for line in ops._build_info().splitlines())
+        self.__version__ = info["version"]
+        self.torch_built_against = info["torch_built_against"]
+        self.torch_version = _abi.release(self.torch_built_against)
+        self.cuda_compiled = info["cuda_compiled"] == "1"
+        self.cuda_emulated_compiled = info["cuda_emulated_compiled"] == "1"
+
+    @staticmethod
+    def simd_level() -> str:
+        return ops._simd_level()
+
+    @staticmethod
+    def set_simd_level(name: str) -> bool:
+        return ops._set_simd_level(name)
+
+    @staticmethod
+    def available_simd_levels() -> str:
+        return ops._available_simd_levels()
+
+    @staticmethod
+    def simd_level_env_problem() -> str:
+        return ops._simd_level_env_problem()
+
+    @staticmethod
+    def set_cpu_route(name: str) -> None:
+        ops._set_cpu_route(name)
+
+    @staticmethod
+    def get_cpu_route() -> str:
+        return ops._get_cpu_route()
+
+
+_C = _Native()
 
 _MUTATING_OPS = ("adam_", "sgd_", "lion_", "lamb_", "lars_")
 
@@ -99,7 +140,7 @@ def build_info() -> dict:
     """What this build of fusedopt contains and which CPU SIMD level is in use."""
     return {
         "version": _C.__version__,
-        "torch_built_against": _C.torch_version,
+        "torch_built_against": _C.torch_built_against,
         "torch_runtime": torch.__version__,
         "backends": ["cpu"]
         + (["cuda"] if _C.cuda_compiled else [])
@@ -124,7 +165,7 @@ def available_backends() -> list:
 
 
 def get_backend() -> str:
-    return _C.get_cpu_route() if hasattr(_C, "get_cpu_route") else "cpu"
+    return _C.get_cpu_route()
 
 
 def set_backend(name: str) -> None:
@@ -133,8 +174,7 @@ def set_backend(name: str) -> None:
             f"fusedopt backend {name!r} is not available in this build (available: "
             f"{available_backends()}); the cuda-emulated backend needs a build with "
             "FUSEDOPT_EMULATED=1 (see README)")
-    if hasattr(_C, "set_cpu_route"):
-        _C.set_cpu_route(name)
+    _C.set_cpu_route(name)
 
 
 def _init_backend_from_env() -> None:

@@ -204,11 +204,12 @@ def test_op_mismatched_list_lengths(backend):
 def test_op_wrong_state_dtype_and_shape(backend):
     d = backend.device
     _raises(RuntimeError, _adam([_f(dev=d)], [_f(dev=d)], [_f(dtype=torch.float16, dev=d)],
-                                [_f(dev=d)], [_step(d)]), "exp_avgs[0]", "Half", "float32")
+                                [_f(dev=d)], [_step(d)]),
+            "exp_avgs[0]", "torch.float16", "float32")
     bf = [_f(dtype=torch.bfloat16, dev=d)]
     _raises(RuntimeError, _adam(bf, [_f(dtype=torch.bfloat16, dev=d)], [_f(dtype=torch.bfloat16,
                                                                              dev=d)],
-                                [_f(dev=d)], [_step(d)]), "exp_avgs[0]", "BFloat16")
+                                [_f(dev=d)], [_step(d)]), "exp_avgs[0]", "torch.bfloat16")
     _raises(RuntimeError, _adam([_f(dev=d)], [_f(dev=d)], [_f(4, dev=d)], [_f(dev=d)], [_step(d)]),
             "exp_avgs[0]", "shape")
 
@@ -238,7 +239,7 @@ def test_op_bad_tensor_kinds(backend):
     d = backend.device
     step = [_step(d)]
     _raises(RuntimeError, _sgd([_f(dev=d)], [_f(dtype=torch.int32, dev=d)], [_f(dev=d)], [], step),
-            "grads[0]", "Int")
+            "grads[0]", "torch.int32")
     _raises(RuntimeError, _sgd([_f(dtype=torch.complex64, dev=d)], [_f(dtype=torch.complex64,
                                                                         dev=d)],
                                [_f(dev=d)], [], step), "params[0]", "complex", "view_as_real")

@@ -5,7 +5,7 @@
 // backend when it is compiled in.
 #pragma once
 
-#include <c10/core/Device.h>
+#include <torch/csrc/stable/device.h>
 
 #include <string>
 
@@ -42,7 +42,7 @@ struct Backend {
 void register_cuda_backend(const Backend* backend);
 void register_emulated_backend(const Backend* backend);
 
-const Backend& backend_for(const c10::Device& device);
+const Backend& backend_for(const torch::stable::Device& device);
 
 // Route for CPU tensors: "cpu" or "cuda-emulated".
 void set_cpu_route(const std::string& name);

@@ -1,23 +1,35 @@
-// Validation and conversion of torch tensor lists into the plain C++ API (fusedopt::ParamLists).
-// Every error names the op, the argument (with its list index) and the fix.
+// Validation and conversion of torch tensor lists into the plain C++ API (fusedopt::ParamLists),
+// on the LibTorch stable ABI (torch/csrc/stable; no at::, no c10::). Every error names the op,
+// the argument (with its list index) and the fix.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <torch/csrc/stable/tensor.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "check.h"
 #include "fusedopt/tensor_lists.h"
 
 namespace fusedopt {
 namespace torch_glue {
 
-DType to_dtype(at::ScalarType t);
+
+using Tensor = torch::stable::Tensor;
+using TensorList = std::vector<Tensor>;
+using OptionalTensor = std::optional<Tensor>;
+using ScalarType = torch::headeronly::ScalarType;
+using Device = torch::stable::Device;
+
+DType to_dtype(ScalarType t);
+std::string dtype_name(ScalarType t);
+std::string device_name(const Device& d);
 
 struct NamedList {
   const char* name;
-  at::TensorList tensors;
+  const TensorList* tensors;
 };
 
 // Owns everything a ParamLists points into. Tensors whose memory layout differs from their
@@ -25,36 +37,45 @@ struct NamedList {
 // contiguous copies, written back by finish(). Callers must call finish() after the backend ran.
 class PreparedLists {
  public:
-  // params/grads/master/steps as in ParamLists; states must each be empty or match params.
-  // required_states: how many leading entries of `states` must be non-empty.
-  PreparedLists(const char* op, at::TensorList params, at::TensorList grads,
-                std::vector<NamedList> states, at::TensorList master, at::TensorList steps);
+  // params/grads/master/steps as in ParamLists; states must each match params.
+  PreparedLists(const char* op, const TensorList& params, const TensorList& grads,
+                std::vector<NamedList> states, const TensorList& master,
+                const TensorList& steps);
 
   const ParamLists& lists() const { return lists_; }
-  at::Device device() const { return device_; }
+  const Device& device() const { return device_; }
   void finish();
 
  private:
-  at::Tensor dense(const at::Tensor& t, const at::Tensor& layout, bool mutated);
+  Tensor dense(const Tensor& t, const Tensor& layout, bool mutated);
 
   ParamLists lists_;
-  at::Device device_{at::kCPU};
+  Device device_{torch::headeronly::DeviceType::CPU};
   std::vector<int64_t> numel_;
   std::vector<void*> param_ptrs_;
   std::vector<const void*> grad_ptrs_;
   std::vector<float*> master_ptrs_;
   std::vector<void*> state_ptrs_[kMaxStates];
   std::vector<float*> step_ptrs_;
-  std::vector<at::Tensor> keep_alive_;
-  std::vector<std::pair<at::Tensor, at::Tensor>> write_back_;  // (original, dense work copy)
+  std::vector<Tensor> keep_alive_;
+  std::vector<std::pair<Tensor, Tensor>> write_back_;  // (original, dense work copy)
 };
 
-// Checks an optional 0-d float32 scalar tensor (lr_tensor, grad_scale, found_inf, ...).
-void check_scalar_tensor(const char* op, const char* name, const c10::optional<at::Tensor>& t,
-                         at::Device device, bool allow_cpu_for_any_device);
+// Checks an optional 1-element float32 scalar tensor (lr_tensor, grad_scale, found_inf, ...).
+void check_scalar_tensor(const char* op, const char* name, const OptionalTensor& t,
+                         const Device& device);
 
 // Validates a list for the norm ops; returns its dtype (all tensors must share it).
-DType check_norm_inputs(const char* op, at::TensorList tensors);
+DType check_norm_inputs(const char* op, const TensorList& tensors);
+
+// A tensor's memory is one dense block in some dimension order (no gaps, no overlaps).
+bool is_non_overlapping_and_dense(const Tensor& t);
+
+// A dense copy of t (contiguous), or t itself when it already is one block.
+Tensor dense_input(const Tensor& t);
+
+// New tensors of `dtype` on `device`: zeros of shape [n] (n < 0: a 0-d tensor).
+Tensor zeros(int64_t n, ScalarType dtype, const Device& device);
 
 }  // namespace torch_glue
 }  // namespace fusedopt
