@@ -42,25 +42,32 @@ bool is_complex(ScalarType t) {
          t == ScalarType::ComplexDouble;
 }
 
-std::string layout_name(Layout l) {
-  switch (l) {
-    case Layout::Strided: return "torch.strided";
-    case Layout::Sparse: return "torch.sparse_coo";
-    case Layout::SparseCsr: return "torch.sparse_csr";
-    case Layout::SparseCsc: return "torch.sparse_csc";
-    case Layout::SparseBsr: return "torch.sparse_bsr";
-    case Layout::SparseBsc: return "torch.sparse_bsc";
-    case Layout::Mkldnn: return "torch._mkldnn";
-    case Layout::Jagged: return "torch.jagged";
-    default: return "a non-strided layout";
-  }
+// Tensor::layout() is newer than torch 2.10's stable API: the C shim answers instead.
+int32_t layout_code(const Tensor& t) {
+  int32_t code = -1;
+  FUSEDOPT_CHECK(aoti_torch_get_layout(t.get(), &code) == AOTI_TORCH_SUCCESS,
+                 "fusedopt: cannot query a tensor's layout");
+  return code;
+}
+
+bool is_strided(const Tensor& t) { return layout_code(t) == aoti_torch_layout_strided(); }
+
+std::string layout_name(const Tensor& t) {
+  const int32_t code = layout_code(t);
+  if (code == aoti_torch_layout_sparse_coo()) return "torch.sparse_coo";
+  if (code == aoti_torch_layout_sparse_csr()) return "torch.sparse_csr";
+  if (code == aoti_torch_layout_sparse_csc()) return "torch.sparse_csc";
+  if (code == aoti_torch_layout_sparse_bsr()) return "torch.sparse_bsr";
+  if (code == aoti_torch_layout_sparse_bsc()) return "torch.sparse_bsc";
+  if (code == aoti_torch_layout__mkldnn()) return "torch._mkldnn";
+  if (code == aoti_torch_layout_jagged()) return "torch.jagged";
+  return "a non-strided layout";
 }
 
 void check_kind(const char* op, const char* name, size_t i, const Tensor& t) {
   FUSEDOPT_CHECK(t.defined(), op, ": ", name, "[", i, "] is undefined (None); pass only tensors "
                   "whose gradient exists (fusedopt optimizers skip params with grad None)");
-  FUSEDOPT_CHECK(t.layout() == Layout::Strided, op, ": ", name, "[", i, "] has layout ",
-                  layout_name(t.layout()), "; sparse gradients/params are not supported (use "
+  FUSEDOPT_CHECK(is_strided(t), op, ": ", name, "[", i, "] has layout ", layout_name(t), "; sparse gradients/params are not supported (use "
                   "dense gradients, e.g. nn.Embedding(sparse=False), or torch.optim.SparseAdam)");
   FUSEDOPT_CHECK(!is_complex(t.scalar_type()), op, ": ", name, "[", i, "] is complex (",
                   dtype_name(t.scalar_type()), "); fusedopt supports real floating point only: "
@@ -237,7 +244,7 @@ PreparedLists::PreparedLists(const char* op, const TensorList& params, const Ten
 
     for (size_t k = 0; k < states.size(); ++k) {
       const Tensor& s = (*states[k].tensors)[i];
-      FUSEDOPT_CHECK(s.defined() && s.layout() == Layout::Strided, op, ": ", states[k].name,
+      FUSEDOPT_CHECK(s.defined() && is_strided(s), op, ": ", states[k].name,
                       "[", i, "] is undefined or not strided; pass a dense state tensor");
       FUSEDOPT_CHECK(s.device() == device_, op, ": ", states[k].name, "[", i, "] is on ",
                       device_name(s.device()), " but its param is on ", dev,
@@ -253,7 +260,7 @@ PreparedLists::PreparedLists(const char* op, const TensorList& params, const Ten
     }
     if (!master.empty()) {
       const Tensor& m = master[i];
-      FUSEDOPT_CHECK(m.defined() && m.layout() == Layout::Strided && m.device() == device_ &&
+      FUSEDOPT_CHECK(m.defined() && is_strided(m) && m.device() == device_ &&
                           m.scalar_type() == ScalarType::Float && same_sizes(m, p),
                       op, ": master_params[", i, "] must be a float32 tensor with the shape and "
                       "device of params[", i, "] (got ",
