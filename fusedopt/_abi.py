@@ -14,7 +14,6 @@ This module imports nothing but the standard library and torch.
 """
 from __future__ import annotations
 
-import glob
 import importlib
 import os
 import re
@@ -77,8 +76,10 @@ def check() -> None:
 
 
 def library_path() -> Optional[str]:
-    found = sorted(glob.glob(os.path.join(_HERE, "_C*.so")))
-    return found[0] if found else None
+    """fusedopt/_C.abi3.so (setup.py names it so: py_limited_api); an older build's
+    Python-version-tagged _C.cpython-*.so is not this library and is ignored."""
+    path = os.path.join(_HERE, "_C.abi3.so")
+    return path if os.path.exists(path) else None
 
 
 def load_extension() -> str:
@@ -89,7 +90,7 @@ def load_extension() -> str:
     check()
     path = library_path()
     if path is None:
-        raise ImportError("fusedopt's op library (fusedopt/_C*.so) is not built. " + rebuild_hint())
+        raise ImportError("fusedopt's op library (fusedopt/_C.abi3.so) is not built. " + rebuild_hint())
     try:
         torch.ops.load_library(path)
     except OSError as e:
