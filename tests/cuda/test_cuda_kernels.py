@@ -96,20 +96,25 @@ def assert_same(a, b, exact, what, rtol=0.0):
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("dtype,master", GRID, ids=GRID_IDS)
 def test_emulated_kernels_match_cpu_backend(name, dtype, master):
-    p_cpu, s_cpu = run(name, dtype, "cpu", master=master)
-    p_emu, s_emu = run(name, dtype, "cuda-emulated", master=master)
+    assert_matches_cpu(name, dtype, run(name, dtype, "cpu", master=master),
+                       run(name, dtype, "cuda-emulated", master=master))
+
+
+def assert_matches_cpu(name, dtype, cpu, other):
+    """(params, states) of the CPU backend against those of the CUDA kernels: bitwise for the
+    element-wise optimizers; LAMB / LARS sum their per-tensor norms in another order
+    (docs/kernels.md): 2 ulp of the storage type at most (in practice identical)."""
+    (p_cpu, s_cpu), (p_other, s_other) = cpu, other
     exact = name in ELEMENTWISE
-    # LAMB / LARS: per-tensor norms are summed in another order (docs/kernels.md): 2 ulp of the
-    # storage type at most (in practice identical).
-    eps = torch.finfo(dtype).eps
-    assert_same(p_cpu, p_emu, exact, f"{name} param", rtol=2 * eps)
-    for i, (a, b) in enumerate(zip(s_cpu, s_emu)):
+    assert_same(p_cpu, p_other, exact, f"{name} param", rtol=2 * torch.finfo(dtype).eps)
+    for i, (a, b) in enumerate(zip(s_cpu, s_other)):
         assert a.keys() == b.keys()
         for k in a:
             if exact or k == "step":
-                assert torch.equal(bits(a[k]), bits(b[k])), f"{name} state {i} {k}: not bitwise identical"
+                assert torch.equal(bits(a[k]), bits(b[k])), f"{name} state {i} {k}: not bitwise"
             else:
-                torch.testing.assert_close(a[k], b[k], rtol=2 * torch.finfo(a[k].dtype).eps, atol=0.0)
+                torch.testing.assert_close(a[k], b[k], rtol=2 * torch.finfo(a[k].dtype).eps,
+                                           atol=0.0)
 
 
 @needs_emulated
@@ -140,8 +145,6 @@ def test_build_info_reports_cuda_consistently():
     assert info["cuda_available"] == (info["cuda_compiled"] and torch.cuda.is_available())
 
 
-
-
 @needs_gpu
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("dtype,master", GRID, ids=GRID_IDS)
@@ -151,19 +154,8 @@ def test_cuda_matches_cpu_backend(name, dtype, master):
     (their norms are summed in another order)."""
     if not fusedopt.build_info()["cuda_compiled"]:
         pytest.fail("a GPU is present but fusedopt was built without its CUDA backend")
-    p_cpu, s_cpu = run(name, dtype, "cpu", master=master)
-    p_gpu, s_gpu = run(name, dtype, "cpu", device="cuda", master=master)
-    exact = name in ELEMENTWISE
-    eps = torch.finfo(dtype).eps
-    assert_same(p_cpu, p_gpu, exact, f"{name} param", rtol=2 * eps)
-    for i, (a, b) in enumerate(zip(s_cpu, s_gpu)):
-        assert a.keys() == b.keys()
-        for k in a:
-            if exact or k == "step":
-                assert torch.equal(bits(a[k]), bits(b[k])), f"{name} state {i} {k}: not bitwise"
-            else:
-                torch.testing.assert_close(a[k], b[k], rtol=2 * torch.finfo(a[k].dtype).eps,
-                                           atol=0.0)
+    assert_matches_cpu(name, dtype, run(name, dtype, "cpu", master=master),
+                       run(name, dtype, "cpu", device="cuda", master=master))
 
 
 @needs_gpu
