@@ -144,7 +144,6 @@ def extensions():
         if os.environ.get("FUSEDOPT_CUDA_VERBOSE_PTXAS", "0") == "1":
             nvcc.append("-Xptxas=-v")
         nvcc += gencode_flags(archs)
-        include_dirs.append(str(ROOT / "csrc" / "testing" / "simt"))  # fusedopt_launch.h
         extra["nvcc"] = nvcc
     # --- cuda-emulated backend: the same kernel sources on the SIMT emulator (test use) ---
     if build_emulated and groups.get("cuda"):

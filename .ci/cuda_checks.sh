@@ -48,7 +48,7 @@ compile_one() {  # src arch
   base=$(basename "$src" .cu)
   # shellcheck disable=SC2086
   "$NVCC" $NVCC_FLAGS -cubin -arch="sm_$arch" \
-    -Xptxas -v -I"$ROOT/csrc/include" -I"$ROOT/csrc/cuda" -I"$ROOT/csrc/testing/simt" \
+    -Xptxas -v -I"$ROOT/csrc/include" -I"$ROOT/csrc/cuda" \
     "$ROOT/$src" -o "$OUT/cubin/${base}.sm_$arch.cubin" > "$OUT/cubin/${base}.sm_$arch.ptxas.log" 2>&1 ||
     { cat "$OUT/cubin/${base}.sm_$arch.ptxas.log" >&2; return 1; }
 }

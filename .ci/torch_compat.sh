@@ -58,7 +58,7 @@ for VERSION in "${VERSIONS[@]}"; do
   for f in $(awk '$1 == "torch" || $1 == "torch_cuda" {print $2}' csrc/SOURCES.txt); do
     if g++ -std="$std" -fsyntax-only -fvisibility=hidden -DFUSEDOPT_WITH_CUDA=1 \
          -DTORCH_TARGET_VERSION="$target" -Icsrc/include -Icsrc/cpu -Icsrc/torch \
-         -Icsrc/testing/simt -I"$I" -I"$CUDA_INC" "$f" 2> "$DIR/err.txt"; then
+         -I"$I" -I"$CUDA_INC" "$f" 2> "$DIR/err.txt"; then
       echo "ok      $f compiles against torch $FULL headers"
     else
       echo "FAILED  $f against torch $FULL headers:"; head -30 "$DIR/err.txt"; fail=1

@@ -9,7 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #endif
-#include "fusedopt_launch.h"
+#include "fusedopt/launch.h"
 
 #include <cstdint>
 #include <type_traits>

@@ -7,12 +7,12 @@
 //     #else
 //     #include <cuda_runtime.h>
 //     #endif
-// and launch with FUSEDOPT_LAUNCH (fusedopt_launch.h). Under nvcc this header
+// and launch with FUSEDOPT_LAUNCH (csrc/include/fusedopt/launch.h). Under nvcc this header
 // only provides FUSEDOPT_LAUNCH and never pulls in emulator code.
 #pragma once
 
 #if defined(__CUDACC__)
-#include "fusedopt_launch.h"
+#include "../../include/fusedopt/launch.h"
 #else  // emulated build
 
 #if !defined(FUSEDOPT_SIMT)
@@ -539,6 +539,6 @@ template <class T> inline void __stcg(T* p, T v) { *p = v; }
 template <class T> inline void __stcs(T* p, T v) { *p = v; }
 template <class T> inline void __stwt(T* p, T v) { *p = v; }
 
-#include "fusedopt_launch.h"
+#include "../../include/fusedopt/launch.h"
 
 #endif  // emulated build

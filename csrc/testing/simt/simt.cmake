@@ -23,7 +23,9 @@ set(FUSEDOPT_SIMT_COMPILE_DEFINITIONS FUSEDOPT_SIMT)
 # (fusedopt_simt_add_library keeps its own copy of these lists.)
 set(FUSEDOPT_SIMT_COMPILE_OPTIONS -ffp-contract=off -fno-fast-math -fno-extern-tls-init -Wno-unknown-pragmas)
 set(FUSEDOPT_SIMT_RACECHECK_OPTIONS -fsanitize=thread -g)
-set(FUSEDOPT_SIMT_INCLUDE_DIRS "${FUSEDOPT_SIMT_DIR}" "${FUSEDOPT_SIMT_CUDA_INCLUDE_DIR}")
+# csrc/include: fusedopt/launch.h (the launch macro lives with the product)
+set(FUSEDOPT_SIMT_INCLUDE_DIRS "${FUSEDOPT_SIMT_DIR}" "${FUSEDOPT_SIMT_DIR}/../../include"
+    "${FUSEDOPT_SIMT_CUDA_INCLUDE_DIR}")
 
 include_guard(GLOBAL)
 

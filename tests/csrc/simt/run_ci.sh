@@ -36,7 +36,7 @@ nv_fail=0
 for arch in sm_80 sm_90; do
   for cu in "$SRC"/kernels/*.cu; do
     obj="$OUT/nvcc_$(basename "$cu" .cu)_$arch.o"
-    if "$NVCC" -std=c++17 -arch="$arch" -I"$ROOT/csrc/testing/simt" -I"$SRC/kernels" -c "$cu" -o "$obj"; then
+    if "$NVCC" -std=c++17 -arch="$arch" -I"$ROOT/csrc/include" -I"$ROOT/csrc/testing/simt" -I"$SRC/kernels" -c "$cu" -o "$obj"; then
       echo "[ OK ] nvcc -arch=$arch $(basename "$cu")"
       nv_pass=$((nv_pass + 1))
     else

@@ -4,7 +4,7 @@
 #include "fusedopt_simt.h"
 #else
 #include <cuda_runtime.h>
-#include "fusedopt_launch.h"
+#include "fusedopt/launch.h"
 #endif
 
 #include "simt_test_kernels.h"

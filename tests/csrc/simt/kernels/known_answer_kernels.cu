@@ -6,7 +6,7 @@
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#include "fusedopt_launch.h"
+#include "fusedopt/launch.h"
 #endif
 
 #include <atomic>

@@ -1,5 +1,7 @@
 // FUSEDOPT_LAUNCH: one launch syntax for real CUDA (nvcc) and the SIMT
-// emulator (g++ with -DFUSEDOPT_SIMT).
+// emulator (g++ with -DFUSEDOPT_SIMT). Part of the product (csrc/cuda launches
+// through it); the emulator itself (csrc/testing/simt, fusedopt_simt.h, found on
+// the include path of emulated builds only) is test tooling.
 //
 //   FUSEDOPT_LAUNCH(grid, block, smem_bytes, stream, kernel_expr)(args...);
 //
@@ -24,7 +26,7 @@
 
 #elif defined(FUSEDOPT_SIMT)
 
-#include "fusedopt_simt.h"  // no-op if we are being included from it
+#include "fusedopt_simt.h"  // the emulator (test tooling); no-op if included from it
 
 // A non-capturing generic lambda forwards to the kernel expression, so
 // template argument deduction and overloads behave like a <<<>>> launch.
@@ -37,5 +39,5 @@
   T* name = reinterpret_cast<T*>(::fusedopt::simt::dynamic_shared_memory())
 
 #else
-#error "fusedopt_launch.h: compile with nvcc, or with -DFUSEDOPT_SIMT for the CPU emulator"
+#error "fusedopt/launch.h: compile with nvcc, or with -DFUSEDOPT_SIMT for the CPU emulator"
 #endif
