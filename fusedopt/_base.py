@@ -32,8 +32,6 @@ from itertools import chain, repeat
 from operator import attrgetter, contains, is_, itemgetter
 from typing import Any, Callable, Hashable, Optional
 
-import re
-
 import torch
 
 from . import _distributed
@@ -89,13 +87,14 @@ class Bucket:
 
 def name_param_in_error(optimizer, error: RuntimeError, origins: list) -> RuntimeError:
     """Op errors name list positions ("grads[3]"); users know their params by group and index.
-    Translating after the fact keeps validation off the hot path."""
-    msg = str(error)
-    m = re.search(r"\b[a-z_]+\[(\d+)\]", msg)
-    if m is None or int(m.group(1)) >= len(origins):
+    The op records the position of the failed check as data (op _last_error_index, -1 for
+    none), so the param is named without parsing the message. Translating after the fact keeps
+    validation off the hot path."""
+    index = ops._last_error_index()
+    if not 0 <= index < len(origins):
         return error
-    gi, pi = origins[int(m.group(1))]
-    return RuntimeError(f"{type(optimizer).__name__}: param {pi} of param group {gi}: {msg}")
+    gi, pi = origins[index]
+    return RuntimeError(f"{type(optimizer).__name__}: param {pi} of param group {gi}: {error}")
 
 
 @dataclass

@@ -275,3 +275,18 @@ def test_op_norms_bad_input(backend):
 
 def test_set_backend_unknown():
     _raises(ValueError, lambda: fusedopt.set_backend("tpu"), "tpu", "available")
+
+
+def test_op_errors_report_the_list_position_as_data(backend):
+    """The op records which list position a failed check was about (op _last_error_index):
+    optimizers name the user's param from it, not from the message text."""
+    d = backend.device
+    ps = [_f(dev=d), _f(dev=d), _f(dev=d)]
+    gs = [_f(dev=d), _f(4, dev=d), _f(dev=d)]  # grads[1] has the wrong shape
+    with pytest.raises(RuntimeError, match=r"grads\[1\]"):
+        _sgd(ps, gs, [_f(dev=d)] * 3, [], [_step(d)] * 3)()
+    assert torch.ops.fusedopt._last_error_index() == 1
+    with pytest.raises(RuntimeError, match="3 params but 2 grads"):  # about no single position
+        _sgd(ps, gs[:2], [_f(dev=d)] * 3, [], [_step(d)] * 3)()
+    assert torch.ops.fusedopt._last_error_index() == -1
+

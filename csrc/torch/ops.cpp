@@ -399,6 +399,7 @@ STABLE_TORCH_LIBRARY(fusedopt, m) {
   m.def("_simd_level_env_problem() -> str");
   m.def("_set_cpu_route(str name) -> ()");
   m.def("_get_cpu_route() -> str");
+  m.def("_last_error_index() -> int");
 }
 
 namespace fusedopt {
@@ -426,6 +427,7 @@ std::string available_simd_levels() { return cpu::available_simd_levels(); }
 std::string simd_level_env_problem() { return cpu::simd_level_env_problem(); }
 void set_route(std::string name) { set_cpu_route(name); }
 std::string get_route() { return cpu_route(); }
+int64_t last_error_index() { return g_last_error_index; }
 
 }  // namespace
 }  // namespace torch_glue
@@ -463,4 +465,5 @@ STABLE_TORCH_LIBRARY_IMPL(fusedopt, CompositeExplicitAutograd, m) {
   m.impl("_simd_level_env_problem", TORCH_BOX(&simd_level_env_problem));
   m.impl("_set_cpu_route", TORCH_BOX(&set_route));
   m.impl("_get_cpu_route", TORCH_BOX(&get_route));
+  m.impl("_last_error_index", TORCH_BOX(&last_error_index));
 }

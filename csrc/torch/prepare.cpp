@@ -65,14 +65,15 @@ std::string layout_name(const Tensor& t) {
 }
 
 void check_kind(const char* op, const char* name, size_t i, const Tensor& t) {
-  FUSEDOPT_CHECK(t.defined(), op, ": ", name, "[", i, "] is undefined (None); pass only tensors "
+  FUSEDOPT_CHECK_AT(i, t.defined(), op, ": ", name, "[", i, "] is undefined (None); pass only tensors "
                   "whose gradient exists (fusedopt optimizers skip params with grad None)");
-  FUSEDOPT_CHECK(is_strided(t), op, ": ", name, "[", i, "] has layout ", layout_name(t), "; sparse gradients/params are not supported (use "
+  FUSEDOPT_CHECK_AT(i, is_strided(t), op, ": ", name, "[", i, "] has layout ", layout_name(t),
+                    "; sparse gradients/params are not supported (use "
                   "dense gradients, e.g. nn.Embedding(sparse=False), or torch.optim.SparseAdam)");
-  FUSEDOPT_CHECK(!is_complex(t.scalar_type()), op, ": ", name, "[", i, "] is complex (",
+  FUSEDOPT_CHECK_AT(i, !is_complex(t.scalar_type()), op, ": ", name, "[", i, "] is complex (",
                   dtype_name(t.scalar_type()), "); fusedopt supports real floating point only: "
                   "optimize torch.view_as_real(p) instead");
-  FUSEDOPT_CHECK(supported_float(t.scalar_type()), op, ": ", name, "[", i, "] has dtype ",
+  FUSEDOPT_CHECK_AT(i, supported_float(t.scalar_type()), op, ": ", name, "[", i, "] has dtype ",
                   dtype_name(t.scalar_type()), "; supported dtypes are float32, float16, "
                   "bfloat16 and float64 (integer tensors cannot be optimized: exclude them from "
                   "the param list)");
@@ -220,20 +221,20 @@ PreparedLists::PreparedLists(const char* op, const TensorList& params, const Ten
     const Tensor& g = grads[i];
     check_kind(op, "params", i, p);
     check_kind(op, "grads", i, g);
-    FUSEDOPT_CHECK(p.device() == device_, op, ": params[", i, "] is on ",
+    FUSEDOPT_CHECK_AT(i, p.device() == device_, op, ": params[", i, "] is on ",
                     device_name(p.device()), " but params[0] is on ", dev, "; put all params of "
                     "one call on one device (fusedopt optimizers group params by device "
                     "automatically)");
-    FUSEDOPT_CHECK(p.scalar_type() == pdtype, op, ": params[", i, "] has dtype ",
+    FUSEDOPT_CHECK_AT(i, p.scalar_type() == pdtype, op, ": params[", i, "] has dtype ",
                     dtype_name(p.scalar_type()), " but params[0] has ", dtype_name(pdtype),
                     "; call once per dtype (fusedopt optimizers group params by dtype "
                     "automatically)");
-    FUSEDOPT_CHECK(g.device() == device_, op, ": grads[", i, "] is on ", device_name(g.device()),
+    FUSEDOPT_CHECK_AT(i, g.device() == device_, op, ": grads[", i, "] is on ", device_name(g.device()),
                     " but its param is on ", dev, "; move the gradient to the param's device");
-    FUSEDOPT_CHECK(g.scalar_type() == pdtype, op, ": grads[", i, "] has dtype ",
+    FUSEDOPT_CHECK_AT(i, g.scalar_type() == pdtype, op, ": grads[", i, "] has dtype ",
                     dtype_name(g.scalar_type()), " but params[", i, "] has ", dtype_name(pdtype),
                     "; gradients must have their param's dtype");
-    FUSEDOPT_CHECK(same_sizes(g, p), op, ": grads[", i, "] has shape ", shape_str(g),
+    FUSEDOPT_CHECK_AT(i, same_sizes(g, p), op, ": grads[", i, "] has shape ", shape_str(g),
                     " but params[", i, "] has shape ", shape_str(p),
                     "; each gradient must have its param's shape");
     numel_[i] = p.numel();
@@ -244,23 +245,23 @@ PreparedLists::PreparedLists(const char* op, const TensorList& params, const Ten
 
     for (size_t k = 0; k < states.size(); ++k) {
       const Tensor& s = (*states[k].tensors)[i];
-      FUSEDOPT_CHECK(s.defined() && is_strided(s), op, ": ", states[k].name,
+      FUSEDOPT_CHECK_AT(i, s.defined() && is_strided(s), op, ": ", states[k].name,
                       "[", i, "] is undefined or not strided; pass a dense state tensor");
-      FUSEDOPT_CHECK(s.device() == device_, op, ": ", states[k].name, "[", i, "] is on ",
+      FUSEDOPT_CHECK_AT(i, s.device() == device_, op, ": ", states[k].name, "[", i, "] is on ",
                       device_name(s.device()), " but its param is on ", dev,
                       "; move the optimizer state to the param's device");
-      FUSEDOPT_CHECK(s.scalar_type() == sdtype, op, ": ", states[k].name, "[", i,
+      FUSEDOPT_CHECK_AT(i, s.scalar_type() == sdtype, op, ": ", states[k].name, "[", i,
                       "] has dtype ", dtype_name(s.scalar_type()), " but ", dtype_name(pdtype),
                       " params need ", dtype_name(sdtype), " state (states of float16/bfloat16 "
                       "params are kept in float32)");
-      FUSEDOPT_CHECK(same_sizes(s, p), op, ": ", states[k].name, "[", i, "] has shape ",
+      FUSEDOPT_CHECK_AT(i, same_sizes(s, p), op, ": ", states[k].name, "[", i, "] has shape ",
                       shape_str(s), " but params[", i, "] has shape ", shape_str(p),
                       "; state tensors must have their param's shape");
       state_ptrs_[k][i] = dense(s, pw, /*mutated=*/true).data_ptr();
     }
     if (!master.empty()) {
       const Tensor& m = master[i];
-      FUSEDOPT_CHECK(m.defined() && is_strided(m) && m.device() == device_ &&
+      FUSEDOPT_CHECK_AT(i, m.defined() && is_strided(m) && m.device() == device_ &&
                           m.scalar_type() == ScalarType::Float && same_sizes(m, p),
                       op, ": master_params[", i, "] must be a float32 tensor with the shape and "
                       "device of params[", i, "] (got ",
@@ -270,12 +271,12 @@ PreparedLists::PreparedLists(const char* op, const TensorList& params, const Ten
       master_ptrs_[i] = static_cast<float*>(dense(m, pw, /*mutated=*/true).data_ptr());
     }
     const Tensor& st = steps[i];
-    FUSEDOPT_CHECK(st.defined() && st.numel() == 1 && st.scalar_type() == ScalarType::Float, op,
+    FUSEDOPT_CHECK_AT(i, st.defined() && st.numel() == 1 && st.scalar_type() == ScalarType::Float, op,
                     ": steps[", i, "] must be a 1-element float32 tensor (got ",
                     st.defined() ? dtype_name(st.scalar_type()) : "None", " with ",
                     st.defined() ? st.numel() : 0, " elements); fusedopt keeps state['step'] as "
                     "a 0-d float32 tensor");
-    FUSEDOPT_CHECK(st.device() == device_, op, ": steps[", i, "] is on ",
+    FUSEDOPT_CHECK_AT(i, st.device() == device_, op, ": steps[", i, "] is on ",
                     device_name(st.device()), " but its param is on ", dev,
                     "; keep step tensors on the param's device");
     step_ptrs_[i] = static_cast<float*>(st.data_ptr());
@@ -309,10 +310,10 @@ DType check_norm_inputs(const char* op, const TensorList& tensors) {
   if (tensors.empty()) return DType::Float32;
   for (size_t i = 0; i < tensors.size(); ++i) {
     check_kind(op, "tensors", i, tensors[i]);
-    FUSEDOPT_CHECK(tensors[i].scalar_type() == tensors[0].scalar_type(), op, ": tensors[", i,
+    FUSEDOPT_CHECK_AT(i, tensors[i].scalar_type() == tensors[0].scalar_type(), op, ": tensors[", i,
                     "] has dtype ", dtype_name(tensors[i].scalar_type()), " but tensors[0] has ",
                     dtype_name(tensors[0].scalar_type()), "; call once per dtype");
-    FUSEDOPT_CHECK(tensors[i].device() == tensors[0].device(), op, ": tensors[", i, "] is on ",
+    FUSEDOPT_CHECK_AT(i, tensors[i].device() == tensors[0].device(), op, ": tensors[", i, "] is on ",
                     device_name(tensors[i].device()), " but tensors[0] is on ",
                     device_name(tensors[0].device()), "; call once per device");
   }
