@@ -27,6 +27,8 @@ DType to_dtype(ScalarType t);
 std::string dtype_name(ScalarType t);
 std::string device_name(const Device& d);
 
+struct Facts;  // what the checks read of one tensor (prepare.cpp)
+
 struct NamedList {
   const char* name;
   const TensorList* tensors;
@@ -47,7 +49,9 @@ class PreparedLists {
   void finish();
 
  private:
-  Tensor dense(const Tensor& t, const Tensor& layout, bool mutated);
+  // t's data as the kernels may use it: in place, or a work copy laid out like `layout`.
+  void* dense(const Tensor& t, const Facts& tf, const Tensor& layout,
+              const Facts& lf, bool mutated);
 
   ParamLists lists_;
   Device device_{torch::headeronly::DeviceType::CPU};
