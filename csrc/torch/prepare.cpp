@@ -68,7 +68,7 @@ struct Facts {
     return true;
   }
   bool dense() const {  // one block in some dimension order: no gaps, no overlaps
-    if (numel == 0) return true;
+    if (contiguous()) return true;  // the common case, without sorting
     std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size), dimensions longer than 1
     for (int64_t k = 0; k < dim; ++k)
       if (sizes[k] > 1) dims.emplace_back(strides[k], sizes[k]);
@@ -190,8 +190,6 @@ DType to_dtype(ScalarType t) {
   return DType::Float32;
 }
 
-bool is_non_overlapping_and_dense(const Tensor& t) { return Facts(t).dense(); }
-
 Tensor dense_input(const Tensor& t) {
   return Facts(t).dense() ? t : torch::stable::contiguous(t);
 }
@@ -209,7 +207,7 @@ void* PreparedLists::dense(const Tensor& t, const Facts& tf, const Tensor& layou
   // Usable in place when its memory order is the param's and that order is dense. Otherwise
   // work on a copy laid out exactly like the (dense) param, so that elements pair up by
   // logical index: pairing by memory order is the bug torch 2.13's CPU fused AdamW has.
-  const bool layout_dense = lf.contiguous() || lf.dense();
+  const bool layout_dense = lf.dense();
   if ((tf.contiguous() && lf.contiguous()) || (layout_dense && tf.same_strides(lf)))
     return t.data_ptr();
   Tensor work = layout_dense ? empty_strided_like(layout, t) : torch::stable::contiguous(t);

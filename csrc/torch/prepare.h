@@ -72,9 +72,6 @@ void check_scalar_tensor(const char* op, const char* name, const OptionalTensor&
 // Validates a list for the norm ops; returns its dtype (all tensors must share it).
 DType check_norm_inputs(const char* op, const TensorList& tensors);
 
-// A tensor's memory is one dense block in some dimension order (no gaps, no overlaps).
-bool is_non_overlapping_and_dense(const Tensor& t);
-
 // A dense copy of t (contiguous), or t itself when it already is one block.
 Tensor dense_input(const Tensor& t);
 
