@@ -9,7 +9,8 @@ Environment knobs:
                            "120+PTX" = sm_120 SASS plus compute_120 PTX (JIT-compiled by the driver
                            on newer GPUs); "9.0" and "90a" spellings are accepted. Default
                            "80;90;100;120+PTX" (Ampere, Hopper, Blackwell, Blackwell consumer, PTX)
-  FUSEDOPT_EMULATED=0|1    also build the cuda-emulated backend (CUDA sources on the SIMT emulator)
+  FUSEDOPT_EMULATED=0|1    also build the test-only op library fusedopt/_emulated (the cuda-emulated
+                           backend: CUDA sources on the SIMT emulator; never in a wheel)
   FUSEDOPT_KEEP_DEBUG=1    keep the debug info in _C (stripped by default: 13 MB -> 1 MB)
 
 The extension is an op library on the LibTorch stable ABI (torch/csrc/stable, targeting torch
@@ -110,7 +111,7 @@ def extensions():
     from torch.utils import cpp_extension
 
     groups = read_sources()
-    sources = groups["cpu"] + groups["torch"]
+    sources = groups["cpu"] + groups["ops"] + groups["torch"]
     include_dirs = [str(ROOT / "csrc" / "include"), str(ROOT / "csrc" / "cpu"),
                     str(ROOT / "csrc" / "torch")]
     macros = [("FUSEDOPT_VERSION", f'"{version()}"'),
@@ -145,16 +146,6 @@ def extensions():
             nvcc.append("-Xptxas=-v")
         nvcc += gencode_flags(archs)
         extra["nvcc"] = nvcc
-    # --- cuda-emulated backend: the same kernel sources on the SIMT emulator (test use) ---
-    if build_emulated and groups.get("cuda"):
-        sources += groups.get("emulated", [])
-        macros.append(("FUSEDOPT_WITH_EMULATED_CUDA", "1"))
-        include_dirs.append(str(ROOT / "csrc" / "testing" / "simt"))
-        # The emulator takes vector types and fp16/bf16 conversions from NVIDIA's headers.
-        cuda_home = cpp_extension.CUDA_HOME or "/usr/local/cuda"
-        include_dirs.append(os.environ.get("FUSEDOPT_SIMT_CUDA_INCLUDE",
-                                           os.path.join(cuda_home, "include")))
-
     cuda_built = build_cuda and bool(groups.get("cuda"))
     BUILD_INFO["text"] = build_info_text(
         torch, cuda_built,
@@ -164,9 +155,26 @@ def extensions():
         link.append("-Wl,--strip-debug")
     # py_limited_api: no Python API is used (and libtorch_python is not linked), so the library is
     # named _C.abi3.so and the wheel serves every CPython >= 3.10.
-    return [ext_cls("fusedopt._C", sources=sources, include_dirs=include_dirs,
+    exts = [ext_cls("fusedopt._C", sources=sources, include_dirs=include_dirs,
                     define_macros=macros, extra_compile_args=extra,
                     extra_link_args=link, py_limited_api=True)]
+    # --- the test-only op library fusedopt/_emulated (torch.ops.fusedopt_emulated): the op layer
+    # over the CUDA kernel sources on the SIMT emulator, for CPU tensors. Never in a wheel (the
+    # wheel builds leave FUSEDOPT_EMULATED unset); fusedopt loads it only when asked for.
+    if build_emulated and groups.get("cuda"):
+        # The emulator takes vector types and fp16/bf16 conversions from NVIDIA's headers.
+        cuda_home = cpp_extension.CUDA_HOME or "/usr/local/cuda"
+        emu_includes = [str(ROOT / "csrc" / "include"), str(ROOT / "csrc" / "torch"),
+                        str(ROOT / "csrc" / "testing" / "simt"),
+                        os.environ.get("FUSEDOPT_SIMT_CUDA_INCLUDE",
+                                       os.path.join(cuda_home, "include"))]
+        emu_macros = [m for m in macros if m[0] != "FUSEDOPT_WITH_CUDA"] + [
+            ("FUSEDOPT_OP_NAMESPACE", "fusedopt_emulated")]
+        exts.append(cpp_extension.CppExtension(
+            "fusedopt._emulated", sources=groups["ops"] + groups["emulated"],
+            include_dirs=emu_includes, define_macros=emu_macros, extra_compile_args={"cxx": cxx},
+            extra_link_args=link, py_limited_api=True))
+    return exts
 
 
 def cmdclass():

@@ -122,15 +122,17 @@ int main(int argc, char** argv) {
   if (want("sgd")) cases.push_back({"sgd momentum", 20, [&] { cpu::sgd(one, sh, in); }, {}});
   if (want("lion")) cases.push_back({"lion", 20, [&] { cpu::lion(one, LionHyper{}, in); }, {}});
   LarsHyper lh;
-  if (want("lars")) cases.push_back({"lars", 28, [&] { cpu::lars(one, lh, in, true); }, {}});
+  if (want("lars")) cases.push_back({"lars", 28, [&] { cpu::lars(one, lh, in); }, {}});
   LambHyper bh;
   if (want("lamb")) cases.push_back({"lamb (norm + step)", 44, [&] {
     float gn;
     cpu::l2_norm(reinterpret_cast<const void* const*>(A.g.data()), DType::Float32, A.numel.data(),
                  tensors, nullptr, nullptr, &gn);
-    cpu::lamb(two, bh, in, &gn);
+    StepInputs clipped = in;
+    clipped.global_grad_norm = &gn;
+    cpu::lamb(two, bh, clipped);
   }, {}});
-  if (want("lamb")) cases.push_back({"lamb (no clip)", 40, [&] { cpu::lamb(two, bh, in, nullptr); }, {}});
+  if (want("lamb")) cases.push_back({"lamb (no clip)", 40, [&] { cpu::lamb(two, bh, in); }, {}});
   if (want("norm")) cases.push_back({"global norm", 4, [&] {
     float gn;
     cpu::l2_norm(reinterpret_cast<const void* const*>(A.g.data()), DType::Float32, A.numel.data(),

@@ -35,7 +35,8 @@ from typing import Any, Callable, Hashable, Optional
 import torch
 
 from . import _distributed
-from ._ops import ops  # noqa: F401  (loads the extension)
+from ._declarations import declaration
+from ._ops import ops_for
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -85,12 +86,13 @@ class Bucket:
     origins: list = field(default_factory=list)  # (group index, index in group) per param
 
 
-def name_param_in_error(optimizer, error: RuntimeError, origins: list) -> RuntimeError:
+def name_param_in_error(optimizer, error: RuntimeError, origins: list,
+                        device: torch.device) -> RuntimeError:
     """Op errors name list positions ("grads[3]"); users know their params by group and index.
-    The op records the position of the failed check as data (op _last_error_index, -1 for
-    none), so the param is named without parsing the message. Translating after the fact keeps
-    validation off the hot path."""
-    index = ops._last_error_index()
+    The op records the position of the failed check as data (op _last_error_index of the op
+    library that ran, for tensors on ``device``; -1 for none), so the param is named without
+    parsing the message. Translating after the fact keeps validation off the hot path."""
+    index = ops_for(device)._last_error_index()
     if not 0 <= index < len(origins):
         return error
     gi, pi = origins[index]
@@ -129,12 +131,22 @@ class FusedOptimizer(torch.optim.Optimizer):
             self._check_group(gi, group)
 
     # ---- hooks for subclasses --------------------------------------------------------------
-    def _state_names(self, group: dict) -> tuple:
-        """Names of the state tensors the op takes, in op order."""
+    # The op a step calls per bucket ("adam_", ...), declared in csrc/include/fusedopt/
+    # optimizers.h with its state lists and hyper-parameters.
+    _op: str = ""
+
+    def _hyper(self, group: dict, key: Hashable = None) -> dict:
+        """The op's hyper-parameters (every declared one, by name) for ``group``'s params of
+        bucket key ``key``."""
         raise NotImplementedError
 
+    def _state_names(self, group: dict) -> tuple:
+        """Names of the state tensors the op takes, in op order (from the declaration)."""
+        return declaration(self._op).state_names(self._hyper(group))
+
     def _launch(self, group: dict, bucket: Bucket, scalars: StepScalars, context: Any) -> None:
-        raise NotImplementedError
+        """One op call over one bucket. ``context``: what _prepare returned."""
+        declaration(self._op).call(bucket, scalars, self._hyper(group, bucket.key))
 
     def _bucket_key(self, group: dict, param: torch.Tensor) -> Hashable:
         """Extra bucketing key (e.g. LARS exclusion); None by default."""
@@ -312,7 +324,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         try:
             return fn()
         except RuntimeError as e:
-            raise name_param_in_error(self, e, bucket.origins) from e
+            raise name_param_in_error(self, e, bucket.origins, bucket.device) from e
 
     def _run_sharded(self, buckets_per_group: list, grad_scale, found_inf) -> None:
         """A step with DTensor params. Element-wise optimizers only need found_inf to agree
@@ -343,7 +355,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         try:
             self._launch(group, bucket, scalars, context)
         except RuntimeError as e:
-            raise name_param_in_error(self, e, bucket.origins) from e
+            raise name_param_in_error(self, e, bucket.origins, bucket.device) from e
 
     def _run(self, buckets_per_group: list, grad_scale, found_inf) -> None:
         """One op call per bucket; every grad has passed _gather's checks."""
@@ -380,7 +392,7 @@ class FusedOptimizer(torch.optim.Optimizer):
                 self._run(fresh, grad_scale, found_inf)
                 return
             if launching:
-                raise name_param_in_error(self, e, first.origins) from e
+                raise name_param_in_error(self, e, first.origins, first.device) from e
             raise
         for group, bucket in launches[1:]:
             self._launch_named(group, bucket, grad_scale, found_inf, context)

@@ -4,6 +4,7 @@ returns nothing, or returns a new tensor (norm ops)."""
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -29,7 +30,6 @@ class _Native:
         self.torch_built_against = info["torch_built_against"]
         self.torch_version = _abi.release(self.torch_built_against)
         self.cuda_compiled = info["cuda_compiled"] == "1"
-        self.cuda_emulated_compiled = info["cuda_emulated_compiled"] == "1"
 
     @staticmethod
     def simd_level() -> str:
@@ -47,50 +47,41 @@ class _Native:
     def simd_level_env_problem() -> str:
         return ops._simd_level_env_problem()
 
-    @staticmethod
-    def set_cpu_route(name: str) -> None:
-        ops._set_cpu_route(name)
-
-    @staticmethod
-    def get_cpu_route() -> str:
-        return ops._get_cpu_route()
-
 
 _C = _Native()
 
-_MUTATING_OPS = ("adam_", "sgd_", "lion_", "lamb_", "lars_")
+def _register_fakes(namespace: str) -> None:
+    """The fake (meta) implementations torch.compile needs, for the ops of ``namespace``."""
+    lib = getattr(torch.ops, namespace)
+    for line in lib._declarations().splitlines():
+        name = line.split()[0].split("=", 1)[1]
+        if "extras=" in line and int(line.split("extras=")[1].split()[0]) & 8:  # NORM_SUMS_OUT
+            def _sums_fake(params, *args, **kwargs):
+                device = params[0].device if len(params) else torch.device("cpu")
+                return torch.empty((2 * len(params),), dtype=torch.float64, device=device)
+            torch.library.register_fake(f"{namespace}::{name}")(_sums_fake)
+        else:
+            # In-place list ops: nothing to allocate, shapes are unchanged.
+            torch.library.register_fake(f"{namespace}::{name}")(lambda *args, **kwargs: None)
 
-
-def _register_fakes() -> None:
-    for name in _MUTATING_OPS:
-        # In-place list ops: nothing to allocate, shapes are unchanged.
-        torch.library.register_fake(f"fusedopt::{name}")(lambda *args, **kwargs: None)
-
-    @torch.library.register_fake("fusedopt::l2_norms")
-    def _l2_norms_fake(tensors, grad_scale):
+    @torch.library.register_fake(f"{namespace}::l2_norms")
+    def _l2_norms_fake(tensors, grad_scale=None):
         device = tensors[0].device if len(tensors) else torch.device("cpu")
         return torch.empty((len(tensors),), dtype=torch.float32, device=device)
 
-    @torch.library.register_fake("fusedopt::lamb_moments_")
-    def _lamb_moments_fake(params, *args):
-        device = params[0].device if len(params) else torch.device("cpu")
-        return torch.empty((2 * len(params),), dtype=torch.float64, device=device)
-
-    torch.library.register_fake("fusedopt::lamb_apply_")(lambda *args, **kwargs: None)
-
-    @torch.library.register_fake("fusedopt::sums_of_squares")
-    def _sums_of_squares_fake(tensors, scaled, grad_scale):
+    @torch.library.register_fake(f"{namespace}::sums_of_squares")
+    def _sums_of_squares_fake(tensors, scaled, grad_scale=None):
         first = list(tensors) + list(scaled)
         device = first[0].device if first else torch.device("cpu")
         return torch.empty((len(tensors) + len(scaled),), dtype=torch.float64, device=device)
 
-    @torch.library.register_fake("fusedopt::global_l2_norm")
-    def _global_l2_norm_fake(tensors, grad_scale):
+    @torch.library.register_fake(f"{namespace}::global_l2_norm")
+    def _global_l2_norm_fake(tensors, grad_scale=None):
         device = tensors[0].device if len(tensors) else torch.device("cpu")
         return torch.empty((), dtype=torch.float32, device=device)
 
 
-_register_fakes()
+_register_fakes("fusedopt")
 
 
 def _init_simd_level_from_env() -> None:
@@ -144,7 +135,7 @@ def build_info() -> dict:
         "torch_runtime": torch.__version__,
         "backends": ["cpu"]
         + (["cuda"] if _C.cuda_compiled else [])
-        + (["cuda-emulated"] if _C.cuda_emulated_compiled else []),
+        + (["cuda-emulated"] if "cuda-emulated" in available_backends() else []),
         "cuda_compiled": bool(_C.cuda_compiled),
         "cuda_archs": _build_info_attr("cuda_archs", []),
         "cuda_available": bool(_C.cuda_compiled and torch.cuda.is_available()),
@@ -155,31 +146,51 @@ def build_info() -> dict:
 
 
 # ---- backend selection for CPU tensors --------------------------------------------------------
-# CPU tensors normally run on the CPU backend. A build with the emulated CUDA backend can route
-# them through the CUDA kernel sources running on the SIMT emulator instead (test use): set
-# FUSEDOPT_BACKEND=cuda-emulated in the environment, or call set_backend().
+# CPU tensors normally run on the CPU backend (torch.ops.fusedopt). A build with
+# FUSEDOPT_EMULATED=1 also has the test-only op library fusedopt/_emulated.abi3.so, whose ops
+# (torch.ops.fusedopt_emulated, the same schemas) run the CUDA kernel sources on the SIMT
+# emulator. It is loaded only when asked for: FUSEDOPT_BACKEND=cuda-emulated in the environment,
+# or set_backend("cuda-emulated"). The optimizers then call that namespace for CPU tensors, so
+# the dispatcher (and a profiler, or torch.compile's graph) sees which backend runs.
+
+_EMULATED_LIBRARY = os.path.join(os.path.dirname(_LIBRARY), "_emulated.abi3.so")
+_cpu_ops = ops  # the op namespace CPU tensors go to
+
 
 def available_backends() -> list:
     """Backends usable for CPU tensors in this build (``cuda`` is chosen by tensor device)."""
-    return ["cpu"] + (["cuda-emulated"] if _C.cuda_emulated_compiled else [])
+    return ["cpu"] + (["cuda-emulated"] if os.path.exists(_EMULATED_LIBRARY) else [])
 
 
 def get_backend() -> str:
-    return _C.get_cpu_route()
+    return "cpu" if _cpu_ops is ops else "cuda-emulated"
+
+
+def _emulated_ops():
+    if not hasattr(torch.ops, "fusedopt_emulated") or \
+            not hasattr(torch.ops.fusedopt_emulated, "_declarations"):
+        torch.ops.load_library(_EMULATED_LIBRARY)
+        _register_fakes("fusedopt_emulated")
+    return torch.ops.fusedopt_emulated
 
 
 def set_backend(name: str) -> None:
+    global _cpu_ops
     if name not in available_backends():
         raise ValueError(
             f"fusedopt backend {name!r} is not available in this build (available: "
             f"{available_backends()}); the cuda-emulated backend needs a build with "
             "FUSEDOPT_EMULATED=1 (see README)")
-    _C.set_cpu_route(name)
+    _cpu_ops = ops if name == "cpu" else _emulated_ops()
+
+
+def ops_for(device: torch.device):
+    """The op namespace for tensors on ``device``: the selected backend's for CPU tensors,
+    torch.ops.fusedopt for CUDA tensors."""
+    return _cpu_ops if device.type == "cpu" else ops
 
 
 def _init_backend_from_env() -> None:
-    import os
-
     name = os.environ.get("FUSEDOPT_BACKEND")
     if name:
         set_backend(name)

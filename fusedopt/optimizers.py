@@ -1,14 +1,16 @@
-"""The fusedopt optimizers: defaults, option checks, and one op call per bucket.
-The math lives in csrc/include/fusedopt/math/ (one definition per optimizer); docs/<name>.md
-states each formula."""
+"""The fusedopt optimizers: constructor defaults, option checks, and the mapping of a param
+group's options onto their op's hyper-parameters (``_hyper``). The op, its state lists and its
+hyper-parameters are declared once in csrc/include/fusedopt/optimizers.h; the math lives in
+csrc/include/fusedopt/math/ (one definition per optimizer); docs/<name>.md states each formula."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
-from ._base import Bucket, FusedOptimizer, StepScalars, name_param_in_error
-from ._ops import ops
+from ._base import Bucket, FusedOptimizer, name_param_in_error
+from ._declarations import declaration
+from ._ops import ops_for
 
 
 def _check_betas(betas) -> None:
@@ -36,17 +38,15 @@ class FusedAdam(FusedOptimizer):
                                       bias_correction=bias_correction, amsgrad=amsgrad,
                                       maximize=maximize, master_weights=master_weights))
 
-    def _state_names(self, group):
-        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] \
-            else ("exp_avg", "exp_avg_sq")
+    _op = "adam_"
 
-    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
+    def _hyper(self, group, key=None) -> dict:
         beta1, beta2 = group["betas"]
-        ops.adam_(b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"],
-                  b.states.get("max_exp_avg_sq", []), b.masters, b.steps, s.lr, s.lr_tensor,
-                  beta1, beta2, group["eps"], group["weight_decay"], group["adam_w_mode"],
-                  group["bias_correction"], group["amsgrad"], group["maximize"],
-                  s.grad_scale, s.found_inf)
+        return dict(beta1=beta1, beta2=beta2, eps=group["eps"],
+                    weight_decay=group["weight_decay"],
+                    decoupled_weight_decay=bool(group["adam_w_mode"]),
+                    bias_correction=bool(group["bias_correction"]),
+                    amsgrad=bool(group["amsgrad"]), maximize=bool(group["maximize"]))
 
 
 class FusedAdamW(FusedAdam):
@@ -72,14 +72,12 @@ class FusedSGD(FusedOptimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize, master_weights=master_weights))
 
-    def _state_names(self, group):
-        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+    _op = "sgd_"
 
-    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
-        ops.sgd_(b.params, b.grads, b.states.get("momentum_buffer", []), b.masters, b.steps,
-                 s.lr, s.lr_tensor, group["momentum"], group["dampening"],
-                 group["weight_decay"], group["nesterov"], group["maximize"], s.grad_scale,
-                 s.found_inf)
+    def _hyper(self, group, key=None) -> dict:
+        return dict(momentum=group["momentum"], dampening=group["dampening"],
+                    weight_decay=group["weight_decay"], nesterov=bool(group["nesterov"]),
+                    maximize=bool(group["maximize"]))
 
 
 class FusedLion(FusedOptimizer):
@@ -92,14 +90,12 @@ class FusedLion(FusedOptimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                       maximize=maximize, master_weights=master_weights))
 
-    def _state_names(self, group):
-        return ("exp_avg",)
+    _op = "lion_"
 
-    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
+    def _hyper(self, group, key=None) -> dict:
         beta1, beta2 = group["betas"]
-        ops.lion_(b.params, b.grads, b.states["exp_avg"], b.masters, b.steps, s.lr, s.lr_tensor,
-                  beta1, beta2, group["weight_decay"], group["maximize"], s.grad_scale,
-                  s.found_inf)
+        return dict(beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                    maximize=bool(group["maximize"]))
 
 
 def _clipping_enabled(max_grad_norm) -> bool:
@@ -132,8 +128,21 @@ class FusedLAMB(FusedOptimizer):
                                       max_trust_ratio=max_trust_ratio,
                                       master_weights=master_weights))
 
-    def _state_names(self, group):
-        return ("exp_avg", "exp_avg_sq")
+    _op = "lamb_"
+
+    def _hyper(self, group, key=None, clip: bool = True) -> dict:
+        """``clip``: whether this step has the global grad norm (clipping on)."""
+        beta1, beta2 = group["betas"]
+        max_ratio = group["max_trust_ratio"]
+        return dict(beta1=beta1, beta2=beta2, eps=group["eps"],
+                    weight_decay=group["weight_decay"], adam_w_mode=bool(group["adam_w_mode"]),
+                    bias_correction=bool(group["bias_correction"]),
+                    grad_averaging=bool(group["grad_averaging"]),
+                    max_grad_norm=float(group["max_grad_norm"])
+                    if clip and _clipping_enabled(group["max_grad_norm"]) else 0.0,
+                    use_nvlamb=bool(group["use_nvlamb"]), trust_clip=bool(group["trust_clip"]),
+                    min_trust_ratio=float(group["min_trust_ratio"] or 0.0),
+                    max_trust_ratio=float(max_ratio) if max_ratio is not None else 0.0)
 
     def _prepare(self, buckets_per_group, grad_scale, found_inf) -> Optional[torch.Tensor]:
         """Global norm of the unscaled grads of every group, on the device (no host sync)."""
@@ -152,26 +161,18 @@ class FusedLAMB(FusedOptimizer):
             scale = None if grad_scale is None else \
                 torch.as_tensor(grad_scale, dtype=torch.float32).to(device)
             try:
-                norms.append(ops.global_l2_norm(grads, scale))
+                norms.append(ops_for(device).global_l2_norm(grads, scale))
             except RuntimeError as e:
-                raise name_param_in_error(self, e, origins) from e
+                raise name_param_in_error(self, e, origins, device) from e
         if len(norms) == 1:
             return norms[0]
         device = norms[0].device
         return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
 
-    def _launch(self, group, b: Bucket, s: StepScalars, global_norm) -> None:
-        beta1, beta2 = group["betas"]
+    def _launch(self, group, b: Bucket, s, global_norm) -> None:
         clip = _clipping_enabled(group["max_grad_norm"]) and global_norm is not None
         norm = global_norm.to(b.device, non_blocking=True) if clip else None
-        max_ratio = group["max_trust_ratio"]
-        ops.lamb_(b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"], b.masters,
-                  b.steps, s.lr, s.lr_tensor, beta1, beta2, group["eps"], group["weight_decay"],
-                  group["adam_w_mode"], group["bias_correction"], group["grad_averaging"],
-                  float(group["max_grad_norm"]) if clip else 0.0, norm, group["use_nvlamb"],
-                  group["trust_clip"], float(group["min_trust_ratio"] or 0.0),
-                  float(max_ratio) if max_ratio is not None else 0.0, s.grad_scale, s.found_inf)
-
+        declaration("lamb_").call(b, s, self._hyper(group, clip=clip), global_grad_norm=norm)
 
     def _run_sharded(self, buckets_per_group, grad_scale, found_inf) -> None:
         """DTensor params: norms of the full tensors in at most two all-reduces per step
@@ -187,7 +188,8 @@ class FusedLAMB(FusedOptimizer):
             for _, b in launches:
                 scale = None if grad_scale is None else \
                     torch.as_tensor(grad_scale, dtype=torch.float32).to(b.device)
-                sq = self._call_named(b, lambda: ops.sums_of_squares([], b.grads, scale))
+                sq = self._call_named(b, lambda: ops_for(b.device).sums_of_squares(
+                    [], b.grads, scale))
                 h_grads.append(first.add_masked_sums(sq, self._originals(b), 1))
         first.reduce()
         found = None if h_found is None else first.get(h_found).reshape(()).float()
@@ -199,30 +201,18 @@ class FusedLAMB(FusedOptimizer):
         handles = []
         for group, b in launches:
             s = self._scalars(group, b.device, grad_scale, found)
-            beta1, beta2 = group["betas"]
             clip_here = _clipping_enabled(group["max_grad_norm"]) and global_norm is not None
             norm = global_norm.to(b.device) if clip_here else None
-            sums = self._call_named(b, lambda: ops.lamb_moments_(
-                b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"], b.masters,
-                b.steps, beta1, beta2, group["eps"], group["weight_decay"],
-                group["adam_w_mode"], group["bias_correction"], group["grad_averaging"],
-                float(group["max_grad_norm"]) if clip_here else 0.0, norm, s.grad_scale,
-                s.found_inf))
-            handles.append((s, norm, clip_here, second.add_masked_sums(sums, self._originals(b),
-                                                                       2)))
+            hyper = self._hyper(group, clip=clip_here)
+            sums = self._call_named(b, lambda: declaration("lamb_moments_").call(
+                b, s, hyper, global_grad_norm=norm))
+            handles.append((s, norm, hyper, second.add_masked_sums(sums, self._originals(b),
+                                                                   2)))
         second.reduce()
-        for (group, b), (s, norm, clip_here, h) in zip(launches, handles):
-            beta1, beta2 = group["betas"]
-            max_ratio = group["max_trust_ratio"]
+        for (group, b), (s, norm, hyper, h) in zip(launches, handles):
             full = second.get(h).to(b.device)
-            self._call_named(b, lambda: ops.lamb_apply_(
-                b.params, b.grads, b.states["exp_avg"], b.states["exp_avg_sq"], b.masters,
-                b.steps, s.lr, s.lr_tensor, beta1, beta2, group["eps"], group["weight_decay"],
-                group["adam_w_mode"], group["bias_correction"], group["grad_averaging"],
-                float(group["max_grad_norm"]) if clip_here else 0.0, norm, group["use_nvlamb"],
-                group["trust_clip"], float(group["min_trust_ratio"] or 0.0),
-                float(max_ratio) if max_ratio is not None else 0.0, full, s.grad_scale,
-                s.found_inf))
+            self._call_named(b, lambda: declaration("lamb_apply_").call(
+                b, s, hyper, global_grad_norm=norm, norm_sums=full))
 
 
 class FusedLARS(FusedOptimizer):
@@ -246,19 +236,20 @@ class FusedLARS(FusedOptimizer):
                                       exclude_bias_and_norm=exclude_bias_and_norm,
                                       lars_exclude=False, master_weights=master_weights))
 
-    def _state_names(self, group):
-        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+    _op = "lars_"
+
+    def _hyper(self, group, key=None) -> dict:
+        """``key``: the bucket key, True for params excluded from adaptation (no trust ratio,
+        no weight decay)."""
+        excluded = bool(key)
+        return dict(momentum=group["momentum"], dampening=group["dampening"],
+                    weight_decay=0.0 if excluded else group["weight_decay"],
+                    nesterov=bool(group["nesterov"]),
+                    trust_coefficient=group["trust_coefficient"], eps=group["eps"],
+                    clip=bool(group["clip"]), adapt=not excluded)
 
     def _bucket_key(self, group, p):
         return bool(group["lars_exclude"] or (group["exclude_bias_and_norm"] and p.ndim <= 1))
-
-    def _launch(self, group, b: Bucket, s: StepScalars, context: Any) -> None:
-        excluded = bool(b.key)
-        ops.lars_(b.params, b.grads, b.states.get("momentum_buffer", []), b.masters, b.steps,
-                  s.lr, s.lr_tensor, group["momentum"], group["dampening"],
-                  0.0 if excluded else group["weight_decay"], group["nesterov"],
-                  group["trust_coefficient"], group["eps"], group["clip"], not excluded,
-                  s.grad_scale, s.found_inf)
 
     def _run_sharded(self, buckets_per_group, grad_scale, found_inf) -> None:
         """DTensor params: found_inf and the per-tensor ||p||^2, ||g||^2 of every adapted
@@ -272,7 +263,7 @@ class FusedLARS(FusedOptimizer):
                 continue
             scale = None if grad_scale is None else \
                 torch.as_tensor(grad_scale, dtype=torch.float32).to(b.device)
-            sums = self._call_named(b, lambda: ops.sums_of_squares(
+            sums = self._call_named(b, lambda: ops_for(b.device).sums_of_squares(
                 b.masters if b.masters else b.params, b.grads, scale))
             n = len(b.params)
             per_tensor = torch.stack([sums[:n], sums[n:]], dim=1).reshape(-1)
@@ -281,11 +272,6 @@ class FusedLARS(FusedOptimizer):
         found = None if h_found is None else red.get(h_found).reshape(()).float()
         for i, (group, b) in enumerate(launches):
             s = self._scalars(group, b.device, grad_scale, found)
-            excluded = bool(b.key)
             full = red.get(handles[i]).to(b.device) if i in handles else None
-            self._call_named(b, lambda: ops.lars_(
-                b.params, b.grads, b.states.get("momentum_buffer", []), b.masters, b.steps,
-                s.lr, s.lr_tensor, group["momentum"], group["dampening"],
-                0.0 if excluded else group["weight_decay"], group["nesterov"],
-                group["trust_coefficient"], group["eps"], group["clip"], not excluded,
-                s.grad_scale, s.found_inf, full))
+            self._call_named(b, lambda: declaration("lars_").call(
+                b, s, self._hyper(group, b.key), norm_sums=full))

@@ -71,6 +71,22 @@ BACKENDS = ("cpu", "cuda-emulated", "cuda")
 needs_gpu = pytest.mark.gpu
 
 
+def fusedopt_ops():
+    """The op namespace CPU tensors go to now: torch.ops.fusedopt, or under the cuda-emulated
+    backend torch.ops.fusedopt_emulated (CUDA tensors always go to torch.ops.fusedopt; the
+    backend fixture selects "cpu" for them)."""
+    from fusedopt import _ops
+
+    return _ops.ops_for(torch.device("cpu"))
+
+
+class RoutedOps:
+    """``ops.adam_(...)`` on the op library of the backend in use (see fusedopt_ops)."""
+
+    def __getattr__(self, name):
+        return getattr(fusedopt_ops(), name)
+
+
 @contextlib.contextmanager
 def use_backend(name: str):
     """Routes CPU tensors through backend ``name`` inside the block; restores the previous

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import fusedopt
-from support import FUSED, NAMES, TEST_KW, snapshot, assert_snapshots_equal
+from support import FUSED, NAMES, TEST_KW, RoutedOps, snapshot, assert_snapshots_equal
 
-ops = torch.ops.fusedopt
+ops = RoutedOps()  # the op library of the backend in use
 
 
 def _raises(exc, fn, *substrings):
@@ -181,13 +181,14 @@ def _step(dev="cpu"):
 
 def _sgd(params, grads, bufs, masters, steps, lr_tensor=None, momentum=0.9, grad_scale=None,
          found_inf=None):
-    return lambda: ops.sgd_(params, grads, bufs, masters, steps, 0.1, lr_tensor, momentum, 0.0,
-                            0.0, False, False, grad_scale, found_inf)
+    return lambda: ops.sgd_(params=params, grads=grads, momentum_buffers=bufs,
+                            master_params=masters, steps=steps, lr=0.1, lr_tensor=lr_tensor,
+                            momentum=momentum, grad_scale=grad_scale, found_inf=found_inf)
 
 
 def _adam(params, grads, m, v, steps):
-    return lambda: ops.adam_(params, grads, m, v, [], [], steps, 0.1, None, 0.9, 0.99, 1e-8,
-                             0.0, False, True, False, False, None, None)
+    return lambda: ops.adam_(params=params, grads=grads, exp_avgs=m, exp_avg_sqs=v,
+                             max_exp_avg_sqs=[], master_params=[], steps=steps, lr=0.1)
 
 
 def test_op_mismatched_list_lengths(backend):
@@ -256,10 +257,10 @@ def test_op_bad_tensor_kinds(backend):
 def test_op_lamb_requires_norm_when_clipping(backend):
     d = backend.device
     def lamb(max_grad_norm, min_ratio, max_ratio):
-        return lambda: ops.lamb_([_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [_f(dev=d)], [],
-                                 [_step(d)], 0.1, None, 0.9, 0.99, 1e-6, 0.0, True, True, True,
-                                 max_grad_norm, None, False, False, min_ratio, max_ratio, None,
-                                 None)
+        return lambda: ops.lamb_(params=[_f(dev=d)], grads=[_f(dev=d)], exp_avgs=[_f(dev=d)],
+                                 exp_avg_sqs=[_f(dev=d)], master_params=[], steps=[_step(d)],
+                                 lr=0.1, weight_decay=0.0, max_grad_norm=max_grad_norm,
+                                 min_trust_ratio=min_ratio, max_trust_ratio=max_ratio)
 
     _raises(RuntimeError, lamb(1.0, 0.0, 0.0), "global_grad_norm", "global_l2_norm")
     _raises(RuntimeError, lamb(0.0, 2.0, 1.0), "min_trust_ratio", "max_trust_ratio")
@@ -285,8 +286,8 @@ def test_op_errors_report_the_list_position_as_data(backend):
     gs = [_f(dev=d), _f(4, dev=d), _f(dev=d)]  # grads[1] has the wrong shape
     with pytest.raises(RuntimeError, match=r"grads\[1\]"):
         _sgd(ps, gs, [_f(dev=d)] * 3, [], [_step(d)] * 3)()
-    assert torch.ops.fusedopt._last_error_index() == 1
+    assert ops._last_error_index() == 1
     with pytest.raises(RuntimeError, match="3 params but 2 grads"):  # about no single position
         _sgd(ps, gs[:2], [_f(dev=d)] * 3, [], [_step(d)] * 3)()
-    assert torch.ops.fusedopt._last_error_index() == -1
+    assert ops._last_error_index() == -1
 

@@ -8,9 +8,10 @@ import fusedopt
 from fusedopt import _C
 from support import (FUSED, NAMES, TEST_KW, assert_bitwise_equal, assert_snapshots_equal,
                      dense_plan, make_grads, make_params, make_tensor, randn, run_steps, snapshot,
-                     standard_plan, use_backend)
+                     standard_plan, use_backend, RoutedOps, fusedopt_ops)
 
-ops = torch.ops.fusedopt
+# The op library of the backend in use (the backend fixture selects it).
+ops = RoutedOps()
 F32, BF16, F16, F64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
 
 
@@ -30,80 +31,100 @@ def _lists(device, dtype, sizes=(3, 17, 0, 40), seed=0, nstates=2, master=False)
     return params, grads, states, masters, steps
 
 
+def _step_kw(p, g, states, ms, st, lr, lr_tensor, grad_scale, found_inf, **hyper):
+    """Keyword arguments of an optimizer op: its lists (``states``: list name -> list), the step
+    scalars and ``hyper`` (hyper-parameters and extra inputs; the rest take the op's defaults)."""
+    return dict(params=p, grads=g, **states, master_params=ms, steps=st, lr=lr,
+                lr_tensor=lr_tensor, **hyper, grad_scale=grad_scale, found_inf=found_inf)
+
+
 def _op_cases(device, dtype):
-    """(op, args) for every mutating op with representative inputs."""
+    """(label, op, args, kwargs) for every op with representative inputs, on the op library
+    of the backend in use."""
+    ops = fusedopt_ops()
     master = dtype in (BF16, F16)
     cases = []
     p, g, (m, v, vmax), ms, st = _lists(device, dtype, nstates=3, master=master)
     lr_t = torch.tensor(1e-2, device=device)
     scale = torch.tensor(4.0, device=device)
     found = torch.tensor(0.0, device=device)
-    cases.append(("adam_", ops.adam_.default,
-                  (p, g, m, v, vmax, ms, st, 1e-2, None, 0.9, 0.999, 1e-8, 0.1, True, True, True,
-                   False, scale, found)))
+    adam = dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
+    cases.append(("adam_", ops.adam_.default, (), _step_kw(
+        p, g, dict(exp_avgs=m, exp_avg_sqs=v, max_exp_avg_sqs=vmax), ms, st, 1e-2, None, scale,
+        found, **adam, decoupled_weight_decay=True, bias_correction=True, amsgrad=True,
+        maximize=False)))
     p, g, (m, v), ms, st = _lists(device, dtype, master=master, seed=1)
-    cases.append(("adam_/lr_tensor", ops.adam_.default,
-                  (p, g, m, v, [], ms, st, 0.0, lr_t, 0.9, 0.999, 1e-8, 0.1, False, True, False,
-                   True, None, None)))
+    cases.append(("adam_/lr_tensor", ops.adam_.default, (), _step_kw(
+        p, g, dict(exp_avgs=m, exp_avg_sqs=v, max_exp_avg_sqs=[]), ms, st, 0.0, lr_t, None,
+        None, **adam, decoupled_weight_decay=False, bias_correction=True, amsgrad=False,
+        maximize=True)))
     p, g, (b,), ms, st = _lists(device, dtype, nstates=1, master=master, seed=2)
-    cases.append(("sgd_", ops.sgd_.default,
-                  (p, g, b, ms, st, 0.1, None, 0.9, 0.1, 0.01, False, True, scale, found)))
+    cases.append(("sgd_", ops.sgd_.default, (), _step_kw(
+        p, g, dict(momentum_buffers=b), ms, st, 0.1, None, scale, found, momentum=0.9,
+        dampening=0.1, weight_decay=0.01, nesterov=False, maximize=True)))
     p, g, _, ms, st = _lists(device, dtype, nstates=0, master=master, seed=3)
-    cases.append(("sgd_/no-momentum", ops.sgd_.default,
-                  (p, g, [], ms, st, 0.1, lr_t, 0.0, 0.0, 0.0, False, False, None, None)))
+    cases.append(("sgd_/no-momentum", ops.sgd_.default, (), _step_kw(
+        p, g, dict(momentum_buffers=[]), ms, st, 0.1, lr_t, None, None, momentum=0.0)))
     p, g, (m,), ms, st = _lists(device, dtype, nstates=1, master=master, seed=4)
-    cases.append(("lion_", ops.lion_.default,
-                  (p, g, m, ms, st, 1e-3, None, 0.9, 0.99, 0.1, False, scale, found)))
+    cases.append(("lion_", ops.lion_.default, (), _step_kw(
+        p, g, dict(exp_avgs=m), ms, st, 1e-3, None, scale, found, beta1=0.9, beta2=0.99,
+        weight_decay=0.1, maximize=False)))
     p, g, (m, v), ms, st = _lists(device, dtype, master=master, seed=5)
     gnorm = torch.linalg.vector_norm(torch.cat([x.double().reshape(-1) for x in g])).float() \
         .to(device)
-    cases.append(("lamb_", ops.lamb_.default,
-                  (p, g, m, v, ms, st, 1e-2, None, 0.9, 0.999, 1e-6, 0.01, True, True, True, 1.0,
-                   gnorm, False, True, 0.1, 10.0, None, found)))
+    lamb = dict(beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.01, adam_w_mode=True,
+                bias_correction=True, grad_averaging=True, max_grad_norm=1.0,
+                global_grad_norm=gnorm)
+    trust = dict(use_nvlamb=False, trust_clip=True, min_trust_ratio=0.1, max_trust_ratio=10.0)
+    cases.append(("lamb_", ops.lamb_.default, (), _step_kw(
+        p, g, dict(exp_avgs=m, exp_avg_sqs=v), ms, st, 1e-2, None, None, found, **lamb,
+        **trust)))
     p, g, (b,), ms, st = _lists(device, dtype, nstates=1, master=master, seed=6)
-    cases.append(("lars_", ops.lars_.default,
-                  (p, g, b, ms, st, 0.1, None, 0.9, 0.0, 0.01, True, 0.001, 1e-8, True, True,
-                   scale, found)))
+    lars = dict(momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True,
+                trust_coefficient=0.001, eps=1e-8, clip=True)
+    cases.append(("lars_", ops.lars_.default, (), _step_kw(
+        p, g, dict(momentum_buffers=b), ms, st, 0.1, None, scale, found, **lars, adapt=True)))
     p, g, _, ms, st = _lists(device, dtype, nstates=0, master=master, seed=7)
-    cases.append(("lars_/excluded", ops.lars_.default,
-                  (p, g, [], ms, st, 0.1, lr_t, 0.0, 0.0, 0.0, False, 0.001, 1e-8, False, False,
-                   None, None)))
+    cases.append(("lars_/excluded", ops.lars_.default, (), _step_kw(
+        p, g, dict(momentum_buffers=[]), ms, st, 0.1, lr_t, None, None, momentum=0.0,
+        weight_decay=0.0, nesterov=False, clip=False, adapt=False)))
     p, g, (m, v), ms, st = _lists(device, dtype, master=master, seed=9)
-    cases.append(("lamb_moments_", ops.lamb_moments_.default,
-                  (p, g, m, v, ms, st, 0.9, 0.999, 1e-6, 0.01, True, True, True, 1.0, gnorm,
-                   scale, found)))
+    cases.append(("lamb_moments_", ops.lamb_moments_.default, (), _step_kw(
+        p, g, dict(exp_avgs=m, exp_avg_sqs=v), ms, st, 0.0, None, scale, found, **lamb)))
     sums = torch.rand(2 * len(p), dtype=F64, generator=torch.Generator().manual_seed(10)) \
         .to(device)
     p, g, (m, v), ms, st = _lists(device, dtype, master=master, seed=11)
-    cases.append(("lamb_apply_", ops.lamb_apply_.default,
-                  (p, g, m, v, ms, st, 1e-2, None, 0.9, 0.999, 1e-6, 0.01, True, True, True, 1.0,
-                   gnorm, False, True, 0.1, 10.0, sums, scale, found)))
+    cases.append(("lamb_apply_", ops.lamb_apply_.default, (), _step_kw(
+        p, g, dict(exp_avgs=m, exp_avg_sqs=v), ms, st, 1e-2, None, scale, found, **lamb,
+        **trust, norm_sums=sums)))
     p, g, (b,), ms, st = _lists(device, dtype, nstates=1, master=master, seed=12)
-    cases.append(("lars_/norm_sums", ops.lars_.default,
-                  (p, g, b, ms, st, 0.1, None, 0.9, 0.0, 0.01, True, 0.001, 1e-8, True, True,
-                   scale, found, sums)))
+    cases.append(("lars_/norm_sums", ops.lars_.default, (), _step_kw(
+        p, g, dict(momentum_buffers=b), ms, st, 0.1, None, scale, found, **lars, adapt=True,
+        norm_sums=sums)))
     tensors = make_params([(5,), (0,), (3, 4), (33,)], dtype, device,
                           torch.Generator().manual_seed(8))
     cases.append(("sums_of_squares", ops.sums_of_squares.default,
-                  (tensors, [t.float() for t in tensors], scale)))
-    cases.append(("l2_norms", ops.l2_norms.default, (tensors, None)))
-    cases.append(("l2_norms/scaled", ops.l2_norms.default, (tensors, scale)))
-    cases.append(("global_l2_norm", ops.global_l2_norm.default, (tensors, None)))
-    cases.append(("global_l2_norm/scaled", ops.global_l2_norm.default, (tensors, scale)))
+                  (tensors, [t.float() for t in tensors], scale), {}))
+    cases.append(("l2_norms", ops.l2_norms.default, (tensors, None), {}))
+    cases.append(("l2_norms/scaled", ops.l2_norms.default, (tensors, scale), {}))
+    cases.append(("global_l2_norm", ops.global_l2_norm.default, (tensors, None), {}))
+    cases.append(("global_l2_norm/scaled", ops.global_l2_norm.default, (tensors, scale), {}))
     return cases
 
 
 @pytest.mark.parametrize("dtype", [F32, BF16], ids=["fp32", "bf16"])
 def test_opcheck_every_op(backend, dtype):
     cases = _op_cases(backend.device, dtype)
-    covered = {label.split("/")[0] for label, _, _ in cases}
+    covered = {label.split("/")[0] for label, _, _, _ in cases}
     # Every tensor op; the "_"-prefixed ones are the library's build information and controls
     # (no tensors: nothing for opcheck to check; tests/test_bench.py and test_ops cover them).
     registered = {name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names()
                   if name.startswith("fusedopt::") and not name.startswith("fusedopt::_")}
     assert covered == registered, f"ops without an opcheck case: {registered - covered}"
-    for label, op, args in cases:
-        result = torch.library.opcheck(op, args)
+    for label, op, args, kwargs in cases:
+        assert op.namespace == ("fusedopt_emulated" if backend.name == "cuda-emulated"
+                                else "fusedopt"), label
+        result = torch.library.opcheck(op, args, kwargs)
         assert all(v == "SUCCESS" for v in result.values()), f"{label}: {result}"
 
 
@@ -111,14 +132,14 @@ def test_ops_mutate_their_lists_in_place(backend):
     """Sanity of the op contract opcheck relies on: params (or, for LAMB's pass 1, the moments),
     and the step counters (except in LAMB's pass 2, whose pass 1 advanced them) change in
     place."""
-    for label, op, args in _op_cases(backend.device, F32):
+    for label, op, _, kwargs in _op_cases(backend.device, F32):
         name = label.split("/")[0]
         if name in ("l2_norms", "global_l2_norm", "sums_of_squares"):
             continue
-        written = args[2] if name == "lamb_moments_" else args[0]
-        steps = [a for a in args if isinstance(a, list)][-1]
+        written = kwargs["exp_avgs"] if name == "lamb_moments_" else kwargs["params"]
+        steps = kwargs["steps"]
         before = [p.clone() for p in written]
-        op(*args)
+        op(**kwargs)
         assert any(not torch.equal(p, b) for p, b in zip(written, before)), label
         expected_step = 2.0 if name == "lamb_apply_" else 3.0
         assert all(float(s) == expected_step for s in steps), label

@@ -6,9 +6,9 @@ nothing and returns zero sums."""
 import pytest
 import torch
 
-from support import assert_bitwise_equal, make_params
+from support import RoutedOps, assert_bitwise_equal, make_params
 
-ops = torch.ops.fusedopt
+ops = RoutedOps()  # the op library of the backend in use
 F32, BF16, F16, F64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
 # Around the CPU chunk (32768) and the CUDA chunk (65536) sizes, empty and 0-d included.
 SHAPES = [(), (0,), (1,), (17,), (5, 9), (32769,), (70001,)]
@@ -42,7 +42,19 @@ def _assert_same(a, b, what):
 DTYPES = [(F32, False), (BF16, True), (F16, False), (F64, False)]
 IDS = ["fp32", "bf16-master", "fp16", "fp64"]
 LAMB_OPTS = dict(beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.01, adam_w_mode=True,
-                 bias_correction=True, grad_averaging=True)
+                 bias_correction=True, grad_averaging=True, use_nvlamb=False, trust_clip=False,
+                 min_trust_ratio=0.0, max_trust_ratio=0.0)
+LARS_OPTS = dict(momentum=0.9, dampening=0.0, weight_decay=0.01, trust_coefficient=0.02,
+                 eps=1e-8, clip=False, adapt=True)
+
+
+def _lamb_lists(p, g, states, ms, st):
+    m, v = states
+    return dict(params=p, grads=g, exp_avgs=m, exp_avg_sqs=v, master_params=ms, steps=st)
+
+
+def _lars_lists(p, g, b, ms, st):
+    return dict(params=p, grads=g, momentum_buffers=b, master_params=ms, steps=st)
 
 
 @pytest.mark.parametrize("dtype,master", DTYPES, ids=IDS)
@@ -53,20 +65,12 @@ def test_lamb_split_equals_fused(backend, dtype, master, clip):
     scale = torch.tensor(2.0, device=backend.device)
     gnorm = ops.global_l2_norm(prob[1], scale) if clip else None
     max_norm = 0.5 if clip else 0.0
-    o = LAMB_OPTS
+    o = dict(LAMB_OPTS, max_grad_norm=max_norm, global_grad_norm=gnorm, grad_scale=scale)
     for step in range(2):
-        p, g, (m, v), ms, st = fused
-        ops.lamb_(p, g, m, v, ms, st, 1e-2, None, o["beta1"], o["beta2"], o["eps"],
-                  o["weight_decay"], True, True, True, max_norm, gnorm, False, False, 0.0, 0.0,
-                  scale, None)
-        p, g, (m, v), ms, st = split
-        sums = ops.lamb_moments_(p, g, m, v, ms, st, o["beta1"], o["beta2"], o["eps"],
-                                 o["weight_decay"], True, True, True, max_norm, gnorm, scale,
-                                 None)
-        assert sums.dtype == F64 and sums.shape == (2 * len(p),)
-        ops.lamb_apply_(p, g, m, v, ms, st, 1e-2, None, o["beta1"], o["beta2"], o["eps"],
-                        o["weight_decay"], True, True, True, max_norm, gnorm, False, False, 0.0,
-                        0.0, sums, scale, None)
+        ops.lamb_(**_lamb_lists(*fused), lr=1e-2, **o)
+        sums = ops.lamb_moments_(**_lamb_lists(*split), lr=1e-2, **o)
+        assert sums.dtype == F64 and sums.shape == (2 * len(split[0]),)
+        ops.lamb_apply_(**_lamb_lists(*split), lr=1e-2, **o, norm_sums=sums)
         _assert_same(fused, split, f"step {step}")
     assert float(split[4][0]) == 5.0
 
@@ -78,14 +82,14 @@ def test_lars_with_given_sums_equals_fused(backend, dtype, master):
     scale = torch.tensor(4.0, device=backend.device)
     for step in range(2):
         p, g, (b, _), ms, st = fused
-        ops.lars_(p, g, b, ms, st, 0.1, None, 0.9, 0.0, 0.01, True, 0.02, 1e-8, False, True,
-                  scale, None)
+        ops.lars_(**_lars_lists(p, g, b, ms, st), lr=0.1, **LARS_OPTS, nesterov=True,
+                  grad_scale=scale)
         p, g, (b, _), ms, st = given
         sums = ops.sums_of_squares(ms if ms else p, g, scale)
         n = len(p)
         interleaved = torch.stack([sums[:n], sums[n:]], dim=1).reshape(-1)
-        ops.lars_(p, g, b, ms, st, 0.1, None, 0.9, 0.0, 0.01, True, 0.02, 1e-8, False, True,
-                  scale, None, interleaved)
+        ops.lars_(**_lars_lists(p, g, b, ms, st), lr=0.1, **LARS_OPTS, nesterov=True,
+                  grad_scale=scale, norm_sums=interleaved)
         for x, y in zip(fused[2][0], given[2][0]):
             assert_bitwise_equal(x, y, f"step {step}: momentum")
         for lst_a, lst_b in ((fused[0], given[0]), (fused[3], given[3]), (fused[4], given[4])):
@@ -109,21 +113,19 @@ def test_skipped_split_step_changes_nothing(backend):
     work = _clone(prob)
     found = torch.tensor(1.0, device=backend.device)
     p, g, (m, v), ms, st = work
-    o = LAMB_OPTS
-    sums = ops.lamb_moments_(p, g, m, v, ms, st, o["beta1"], o["beta2"], o["eps"],
-                             o["weight_decay"], True, True, True, 0.0, None, None, found)
+    o = dict(LAMB_OPTS, max_grad_norm=0.0, found_inf=found)
+    sums = ops.lamb_moments_(**_lamb_lists(p, g, (m, v), ms, st), lr=1e-2, **o)
     assert torch.count_nonzero(sums) == 0
-    ops.lamb_apply_(p, g, m, v, ms, st, 1e-2, None, o["beta1"], o["beta2"], o["eps"],
-                    o["weight_decay"], True, True, True, 0.0, None, False, False, 0.0, 0.0,
-                    torch.ones(2 * len(p), dtype=F64, device=backend.device), None, found)
+    ops.lamb_apply_(**_lamb_lists(p, g, (m, v), ms, st), lr=1e-2, **o,
+                    norm_sums=torch.ones(2 * len(p), dtype=F64, device=backend.device))
     b = [x.clone() for x in m]
-    ops.lars_(p, g, b, ms, st, 0.1, None, 0.9, 0.0, 0.01, False, 0.02, 1e-8, False, True, None,
-              found, torch.ones(2 * len(p), dtype=F64, device=backend.device))
+    ops.lars_(**_lars_lists(p, g, b, ms, st), lr=0.1, **LARS_OPTS, found_inf=found,
+              norm_sums=torch.ones(2 * len(p), dtype=F64, device=backend.device))
     _assert_same(prob, work, "skipped")
 
 
 def test_norm_sums_are_validated(backend):
     p, g, (m, v), ms, st = _problem(backend.device, F32, False, 5)
     with pytest.raises(RuntimeError, match="norm_sums must be a contiguous float64 tensor of 2"):
-        ops.lars_(p, g, m, ms, st, 0.1, None, 0.9, 0.0, 0.01, False, 0.02, 1e-8, False, True,
-                  None, None, torch.ones(len(p), dtype=F64, device=backend.device))
+        ops.lars_(**_lars_lists(p, g, m, ms, st), lr=0.1, **LARS_OPTS,
+                  norm_sums=torch.ones(len(p), dtype=F64, device=backend.device))

@@ -6,11 +6,7 @@
 #include <functional>
 #include <string>
 
-#include "fusedopt/math/adam.h"
-#include "fusedopt/math/lamb.h"
-#include "fusedopt/math/lars.h"
-#include "fusedopt/math/lion.h"
-#include "fusedopt/math/sgd.h"
+#include "fusedopt/optimizers.h"
 #include "fusedopt/scalar.h"
 #include "fusedopt/tensor_lists.h"
 
@@ -48,30 +44,15 @@ struct TwoPassLimits {
 TwoPassLimits two_pass_limits();
 void set_two_pass_limits(const TwoPassLimits& limits);
 
-// Optimizer state order in ParamLists::state:
-//   adam: exp_avg, exp_avg_sq, [max_exp_avg_sq]      lamb: exp_avg, exp_avg_sq
-//   sgd / lars: [momentum_buffer] (iff momentum != 0)  lion: exp_avg
-void adam(const ParamLists& lists, const AdamHyper& hyper, const StepInputs& in);
-void sgd(const ParamLists& lists, const SGDHyper& hyper, const StepInputs& in);
-void lion(const ParamLists& lists, const LionHyper& hyper, const StepInputs& in);
-// global_grad_norm: norm of all unscaled grads (see l2_norm), nullptr when clipping is off.
-void lamb(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
-          const float* global_grad_norm);
-// adapt: apply the trust ratio to these tensors (false for excluded bias / 1-D params).
-// norm_sums (may be null): per tensor t, norm_sums[2t] = ||p_t||^2 and norm_sums[2t + 1] =
-// ||g_t / grad_scale||^2 of the FULL tensors (a sharded tensor's local sums, all-reduced); given,
-// they replace the norm pass.
-void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt,
-          const double* norm_sums = nullptr);
-
-// LAMB in two calls, for tensors sharded across processes (the caller all-reduces the sums in
-// between). lamb_moments: pass 1 (advances the step counters, updates m and v) and the local
-// sums of squares, norm_sums[2t] = ||p_t||^2, norm_sums[2t + 1] = ||u_t||^2. lamb_apply: pass 2
-// with the trust ratios of the given (full-tensor) sums. lamb() is both with local sums.
-void lamb_moments(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
-                  const float* global_grad_norm, double* norm_sums);
-void lamb_apply(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
-                const float* global_grad_norm, const double* norm_sums);
+// The optimizer entry points, one per op of fusedopt/optimizers.h (state order and the
+// optional inputs there): void adam(const ParamLists&, const AdamHyper&, const StepInputs&);
+// and so on. Every entry point advances the step counters, except lamb_apply (the second pass of
+// a step whose first pass, lamb_moments, advanced them); a skipped step (found_inf) changes
+// nothing. lamb() is lamb_moments and lamb_apply with local sums.
+#define FUSEDOPT_CPU_ENTRY(entry, optimizer, Hyper, extras) \
+  void entry(const ParamLists& lists, const Hyper& hyper, const StepInputs& in);
+FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CPU_ENTRY)
+#undef FUSEDOPT_CPU_ENTRY
 
 // L2 norms of (x / grad_scale): per_tensor[count] (may be null) and/or the global norm over all
 // tensors (may be null), and/or the per-tensor sums of squares (squares[count], may be null).

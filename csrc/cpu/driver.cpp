@@ -377,11 +377,10 @@ void per_tensor_sums(const ParamLists& L, const std::vector<ChunkRef>& chunks, P
 }
 }  // namespace
 
-void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-          const float* global_grad_norm) {
+void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
   if (!begin_step(L, in)) return;
   const double lr = in.lr.get(), inv = in.inv_grad_scale();
-  const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
+  const float gnorm = in.global_grad_norm ? *in.global_grad_norm : 0.0f;
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   std::vector<float> scaled_lr(static_cast<size_t>(L.count));
   const KernelTable& k = kernels();
@@ -399,14 +398,14 @@ void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       });
 }
 
-void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-                  const float* global_grad_norm, double* norm_sums) {
+void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
+  double* const norm_sums = in.norm_sums_out;
   if (!begin_step(L, in)) {
     std::fill(norm_sums, norm_sums + 2 * L.count, 0.0);
     return;
   }
   const double inv = in.inv_grad_scale();
-  const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
+  const float gnorm = in.global_grad_norm ? *in.global_grad_norm : 0.0f;
   const KernelTable& k = kernels();
   per_tensor_sums(
       L, plan_chunks(L.numel, L.count, kChunkSize),
@@ -414,11 +413,11 @@ void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       norm_sums);
 }
 
-void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-                const float* global_grad_norm, const double* norm_sums) {
+void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
   if (in.skip()) return;
+  const double* const norm_sums = in.norm_sums;
   const double lr = in.lr.get(), inv = in.inv_grad_scale();
-  const float gnorm = global_grad_norm ? *global_grad_norm : 0.0f;
+  const float gnorm = in.global_grad_norm ? *in.global_grad_norm : 0.0f;
   std::vector<float> scaled_lr(static_cast<size_t>(L.count));
   for (int64_t t = 0; t < L.count; ++t)
     scaled_lr[static_cast<size_t>(t)] = lamb_scaled_lr(h, lr, norm_sums[2 * t], norm_sums[2 * t + 1]);
@@ -428,9 +427,10 @@ void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in,
   });
 }
 
-void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt,
-          const double* norm_sums) {
+void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in) {
   if (!begin_step(L, in)) return;
+  const bool adapt = h.adapt;
+  const double* const norm_sums = in.norm_sums;
   const double lr = in.lr.get(), inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
   std::vector<float> ratio(static_cast<size_t>(L.count), 1.0f);

@@ -9,6 +9,11 @@
 #pragma once
 
 #include "cpu_backend.h"
+#include "fusedopt/math/adam.h"
+#include "fusedopt/math/lamb.h"
+#include "fusedopt/math/lars.h"
+#include "fusedopt/math/lion.h"
+#include "fusedopt/math/sgd.h"
 #include "fusedopt/planner.h"
 
 namespace fusedopt {

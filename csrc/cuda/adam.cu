@@ -1,6 +1,7 @@
 // Adam / AdamW: one pass (reads p, g, m, v; writes p, m, v: 28 B/elem in fp32), after a tiny
 // launch that advances the step counters.
 #include "multi_tensor.cuh"
+#include "fusedopt/math/adam.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {

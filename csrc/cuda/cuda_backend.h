@@ -16,11 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "fusedopt/math/adam.h"
-#include "fusedopt/math/lamb.h"
-#include "fusedopt/math/lars.h"
-#include "fusedopt/math/lion.h"
-#include "fusedopt/math/sgd.h"
+#include "fusedopt/optimizers.h"
 #include "fusedopt/scalar.h"
 #include "fusedopt/tensor_lists.h"
 
@@ -59,18 +55,11 @@ enum class TableLayout { k4KB = 4096, k32KB = 32764 };
 bool set_table_layout(TableLayout layout);  // false if not compiled in
 TableLayout table_layout();
 
-// ---- optimizers (state order as in fusedopt::cpu) -----------------------------------------
-void adam(const ParamLists& lists, const AdamHyper& hyper, const StepInputs& in);
-void sgd(const ParamLists& lists, const SGDHyper& hyper, const StepInputs& in);
-void lion(const ParamLists& lists, const LionHyper& hyper, const StepInputs& in);
-void lamb(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
-          const float* global_grad_norm);
-void lamb_moments(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
-                  const float* global_grad_norm, double* norm_sums);
-void lamb_apply(const ParamLists& lists, const LambHyper& hyper, const StepInputs& in,
-                const float* global_grad_norm, const double* norm_sums);
-void lars(const ParamLists& lists, const LarsHyper& hyper, const StepInputs& in, bool adapt,
-          const double* norm_sums = nullptr);
+// ---- optimizers: the entry points of fusedopt/optimizers.h, as in fusedopt::cpu -------------
+#define FUSEDOPT_CUDA_ENTRY(entry, optimizer, Hyper, extras) \
+  void entry(const ParamLists& lists, const Hyper& hyper, const StepInputs& in);
+FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CUDA_ENTRY)
+#undef FUSEDOPT_CUDA_ENTRY
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
              const float* grad_scale, float* per_tensor, float* global,
              double* squares = nullptr);

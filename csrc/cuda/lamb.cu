@@ -8,6 +8,7 @@
 // instead of the ratios; the caller all-reduces them; pass 2 derives each block's lr * ratio
 // from the full sums.
 #include "multi_tensor.cuh"
+#include "fusedopt/math/lamb.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
@@ -132,19 +133,16 @@ void run_lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
 }
 }  // namespace
 
-void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-          const float* global_grad_norm) {
-  run_lamb(L, h, in, global_grad_norm, LambPasses::kBoth, nullptr, nullptr);
+void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
+  run_lamb(L, h, in, in.global_grad_norm, LambPasses::kBoth, nullptr, nullptr);
 }
 
-void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-                  const float* global_grad_norm, double* norm_sums) {
-  run_lamb(L, h, in, global_grad_norm, LambPasses::kMoments, norm_sums, nullptr);
+void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
+  run_lamb(L, h, in, in.global_grad_norm, LambPasses::kMoments, in.norm_sums_out, nullptr);
 }
 
-void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-                const float* global_grad_norm, const double* norm_sums) {
-  run_lamb(L, h, in, global_grad_norm, LambPasses::kApply, nullptr, norm_sums);
+void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
+  run_lamb(L, h, in, in.global_grad_norm, LambPasses::kApply, nullptr, in.norm_sums);
 }
 
 }  // namespace FUSEDOPT_CUDA_NS

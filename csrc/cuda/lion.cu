@@ -1,5 +1,6 @@
 // Lion: one pass (reads p, g, m; writes p, m: 20 B/elem in fp32) after the step launch.
 #include "multi_tensor.cuh"
+#include "fusedopt/math/lion.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {

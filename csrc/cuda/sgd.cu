@@ -5,6 +5,8 @@
 //         Sharded tensors: the caller passes the full tensors' sums of squares instead of the
 //         norm pass (step launch + update; each block derives its ratio from the sums).
 #include "multi_tensor.cuh"
+#include "fusedopt/math/sgd.h"
+#include "fusedopt/math/lars.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
@@ -102,9 +104,10 @@ void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
   else run_single_pass<SgdOp, 0>(L, h, in);
 }
 
-void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in, bool adapt,
-          const double* norm_sums) {
+void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in) {
   if (L.count <= 0) return;
+  const bool adapt = h.adapt;
+  const double* const norm_sums = in.norm_sums;
   const Stream stream = current_stream();
   const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
   const bool norm_pass = adapt && norm_sums == nullptr;

@@ -1,19 +1,20 @@
-// The backends an op can run on, as tables of plain C++ entry points with one signature set.
-// The op implementations in ops.cpp are device-generic: they validate and prepare tensors, then
-// call backend_for(device). CPU tensors run on the CPU backend, or on the emulated CUDA kernels
-// when that route is selected (FUSEDOPT_BACKEND=cuda-emulated); CUDA tensors run on the CUDA
-// backend when it is compiled in.
+// The backends an op can run on, as tables of plain C++ entry points with one signature set:
+// one entry per op of fusedopt/optimizers.h, plus the norms. The op implementations (ops.cpp)
+// are device-generic: they validate and prepare tensors, then call backend_for(device).
+//
+// Two op libraries are built from ops.cpp (setup.py):
+//   - the product, fusedopt/_C.abi3.so (ops torch.ops.fusedopt.*): CPU tensors run on the CPU
+//     backend, CUDA tensors on the CUDA backend when it is compiled in (backends.cpp);
+//   - the test-only fusedopt/_emulated.abi3.so (ops torch.ops.fusedopt_emulated.*, built with
+//     FUSEDOPT_EMULATED=1, loaded only when asked for): CPU tensors run on the CUDA kernels on
+//     the SIMT emulator (emulated_glue.cpp).
+// Each library has its own backend_for; which one runs is visible to the dispatcher as the
+// op's namespace, never a switch inside the product.
 #pragma once
 
 #include <torch/csrc/stable/device.h>
 
-#include <string>
-
-#include "fusedopt/math/adam.h"
-#include "fusedopt/math/lamb.h"
-#include "fusedopt/math/lars.h"
-#include "fusedopt/math/lion.h"
-#include "fusedopt/math/sgd.h"
+#include "fusedopt/optimizers.h"
 #include "fusedopt/scalar.h"
 #include "fusedopt/tensor_lists.h"
 
@@ -22,31 +23,25 @@ namespace torch_glue {
 
 struct Backend {
   const char* name;
-  void (*adam)(const ParamLists&, const AdamHyper&, const StepInputs&);
-  void (*sgd)(const ParamLists&, const SGDHyper&, const StepInputs&);
-  void (*lion)(const ParamLists&, const LionHyper&, const StepInputs&);
-  void (*lamb)(const ParamLists&, const LambHyper&, const StepInputs&, const float* global_norm);
-  void (*lars)(const ParamLists&, const LarsHyper&, const StepInputs&, bool adapt,
-               const double* norm_sums);
+#define FUSEDOPT_BACKEND_ENTRY(entry, optimizer, Hyper, extras) \
+  void (*entry)(const ParamLists&, const Hyper&, const StepInputs&);
+  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_BACKEND_ENTRY)
+#undef FUSEDOPT_BACKEND_ENTRY
   // Norms (or sums of squares) of x / grad_scale; outputs live on the backend's device.
   void (*l2_norm)(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
                   const float* grad_scale, float* per_tensor, float* global, double* squares);
-  // LAMB's two passes as separate calls, for sharded tensors (cpu_backend.h).
-  void (*lamb_moments)(const ParamLists&, const LambHyper&, const StepInputs&,
-                       const float* global_norm, double* norm_sums);
-  void (*lamb_apply)(const ParamLists&, const LambHyper&, const StepInputs&,
-                     const float* global_norm, const double* norm_sums);
 };
 
-// Registration (called from static initializers of the backend glue files).
-void register_cuda_backend(const Backend* backend);
-void register_emulated_backend(const Backend* backend);
+// The Backend of the entry points in namespace fusedopt::NS (every op's entry, then l2_norm).
+#define FUSEDOPT_BACKEND_ENTRY_POINTER(entry, optimizer, Hyper, extras) &FUSEDOPT_BACKEND_NS::entry,
+#define FUSEDOPT_BACKEND_OF(label) \
+  Backend { label, FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_BACKEND_ENTRY_POINTER) &FUSEDOPT_BACKEND_NS::l2_norm }
 
+// The kernels for tensors on `device` (defined once per op library).
 const Backend& backend_for(const torch::stable::Device& device);
 
-// Route for CPU tensors: "cpu" or "cuda-emulated".
-void set_cpu_route(const std::string& name);
-std::string cpu_route();
+// Product library: the CUDA glue registers its backend from a static initializer.
+void register_cuda_backend(const Backend* backend);
 
 }  // namespace torch_glue
 }  // namespace fusedopt

@@ -36,9 +36,9 @@ void* scratch_alloc(size_t bytes, cuda::Stream) {
 
 void scratch_free(void* p, cuda::Stream) { aoti_torch_cuda_caching_allocator_raw_delete(p); }
 
-const Backend kCudaBackend = {"cuda",          &cuda::adam,        &cuda::sgd,
-                              &cuda::lion,     &cuda::lamb,        &cuda::lars,
-                              &cuda::l2_norm,  &cuda::lamb_moments, &cuda::lamb_apply};
+#define FUSEDOPT_BACKEND_NS cuda
+const Backend kCudaBackend = FUSEDOPT_BACKEND_OF("cuda");
+#undef FUSEDOPT_BACKEND_NS
 
 const bool kRegistered = [] {
   cuda::set_stream_provider(&current_stream);

@@ -1,27 +1,33 @@
-// Registers the cuda-emulated backend (csrc/cuda kernels on the SIMT emulator, see
-// csrc/cuda/emulated_unity.cpp) as the route for CPU tensors selected by
-// FUSEDOPT_BACKEND=cuda-emulated / fusedopt.set_backend("cuda-emulated").
+// backend_for() of the test-only op library fusedopt/_emulated.abi3.so (torch.ops
+// .fusedopt_emulated.*): CPU tensors run on the CUDA kernel sources compiled for the SIMT
+// emulator (csrc/cuda/emulated_unity.cpp). Built only with FUSEDOPT_EMULATED=1, never part of a
+// wheel, loaded by fusedopt.set_backend("cuda-emulated") / FUSEDOPT_BACKEND=cuda-emulated.
 #ifndef FUSEDOPT_SIMT
 #define FUSEDOPT_SIMT 1  // selects namespace fusedopt::cuda_emulated in cuda_backend.h
 #endif
 #include "../cuda/cuda_backend.h"
 
+#include <stdexcept>
+
 #include "backends.h"
+#include "check.h"
 
 namespace fusedopt {
 namespace torch_glue {
 namespace {
 
-const Backend kEmulatedBackend = {
-    "cuda-emulated",       &cuda_emulated::adam, &cuda_emulated::sgd,    &cuda_emulated::lion,
-    &cuda_emulated::lamb,  &cuda_emulated::lars, &cuda_emulated::l2_norm,
-    &cuda_emulated::lamb_moments, &cuda_emulated::lamb_apply};
-
-const bool kRegistered = [] {
-  register_emulated_backend(&kEmulatedBackend);
-  return true;
-}();
+#define FUSEDOPT_BACKEND_NS cuda_emulated
+const Backend kEmulatedBackend = FUSEDOPT_BACKEND_OF("cuda-emulated");
+#undef FUSEDOPT_BACKEND_NS
 
 }  // namespace
+
+const Backend& backend_for(const torch::stable::Device& device) {
+  FUSEDOPT_CHECK(device.type() == torch::headeronly::DeviceType::CPU,
+                 "fusedopt_emulated: the cuda-emulated backend runs CPU tensors only (CUDA "
+                 "tensors go to torch.ops.fusedopt)");
+  return kEmulatedBackend;
+}
+
 }  // namespace torch_glue
 }  // namespace fusedopt

@@ -1,32 +1,184 @@
-// Op schemas (the dispatcher contract) and their implementations, on the LibTorch stable ABI
-// (torch/csrc/stable, target torch 2.10: see setup.py): the op library uses no at::/c10:: API, so
-// one build loads under every torch >= 2.10. Each mutated list has its own alias set; ops return
-// () and never sync with the host. The implementations are device-generic (validate, prepare,
-// call the device's backend) and are registered per dispatch key: CPU, CUDA (when compiled in),
-// and CompositeExplicitAutograd for calls whose lists are all empty (no tensor, no device).
+// The op library: schemas (the dispatcher contract) and implementations, on the LibTorch stable
+// ABI (torch/csrc/stable, target torch 2.10: see setup.py). It uses no at::/c10:: API, so one
+// build loads under every torch >= 2.10. Each mutated list has its own alias set; ops return ()
+// or a new tensor and never sync with the host.
+//
+// The optimizer ops are derived from their declaration (fusedopt/optimizers.h): the schema, the
+// unboxing of the arguments into the hyper-parameter struct and StepInputs, and the backend entry
+// point they call. One generic implementation serves them all. The implementations are
+// device-generic (validate, prepare, call backend_for(device)) and are registered per dispatch
+// key: CPU, CUDA (when compiled in), and CompositeExplicitAutograd for calls whose lists are all
+// empty (no tensor, no device).
+//
+// This file builds two op libraries (backends.h): the product's namespace `fusedopt`, and with
+// FUSEDOPT_OP_NAMESPACE=fusedopt_emulated the test-only emulated one.
 #include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 
+#include <array>
+#include <cstring>
 #include <memory>
+#include <sstream>
+#include <type_traits>
 
 #include "backends.h"
-#include "cpu_backend.h"
 #include "prepare.h"
 
-#ifndef FUSEDOPT_VERSION
-#define FUSEDOPT_VERSION "0.0.0"
+#ifndef FUSEDOPT_OP_NAMESPACE
+#define FUSEDOPT_OP_NAMESPACE fusedopt
 #endif
-#ifndef FUSEDOPT_TORCH_BUILT_AGAINST
-#define FUSEDOPT_TORCH_BUILT_AGAINST "unknown"
-#endif
+#define FUSEDOPT_STRINGIZE_(x) #x
+#define FUSEDOPT_STRINGIZE(x) FUSEDOPT_STRINGIZE_(x)
+// The stable library macros paste their namespace argument: expand ours first.
+#define FUSEDOPT_LIBRARY(ns, m) STABLE_TORCH_LIBRARY(ns, m)
+#define FUSEDOPT_LIBRARY_IMPL(ns, key, m) STABLE_TORCH_LIBRARY_IMPL(ns, key, m)
 
 namespace fusedopt {
 namespace torch_glue {
 namespace {
 
-using optional_t = OptionalTensor;
+using torch::stable::detail::from;
+using torch::stable::detail::to;
 
+// ---- the declaration as data -------------------------------------------------------------------
+struct HyperField {
+  const char* name;
+  bool is_flag;  // bool (schema `bool`), else double (schema `float`)
+  double default_value;
+};
+struct StateDecl {
+  const char* key;   // state name; the op's list argument is key + "s"
+  const char* when;  // hyper-parameter that must be nonzero for it to exist ("" = always)
+};
+
+template <class Hyper>
+struct Declared;
+
+#define FUSEDOPT_FIELD_DECL(type, name, default_value) \
+  HyperField{#name, std::is_same<type, bool>::value, static_cast<double>(default_value)},
+#define FUSEDOPT_STATE_DECL(key, when) StateDecl{#key, #when},
+#define FUSEDOPT_FIELD_FROM(type, name, default_value) h.name = static_cast<type>(values[k++]);
+#define FUSEDOPT_DECLARED(optimizer, Hyper)                                              \
+  template <>                                                                            \
+  struct Declared<Hyper> {                                                               \
+    static constexpr const char* name = #optimizer;                                      \
+    static constexpr HyperField fields[] = {FUSEDOPT_HYPER_##optimizer(FUSEDOPT_FIELD_DECL)}; \
+    static constexpr StateDecl states[] = {FUSEDOPT_STATES_##optimizer(FUSEDOPT_STATE_DECL)}; \
+    static Hyper make(const double* values) {                                            \
+      Hyper h;                                                                           \
+      int k = 0;                                                                         \
+      FUSEDOPT_HYPER_##optimizer(FUSEDOPT_FIELD_FROM) return h;                          \
+    }                                                                                    \
+  };
+FUSEDOPT_OPTIMIZERS(FUSEDOPT_DECLARED)
+#undef FUSEDOPT_DECLARED
+#undef FUSEDOPT_FIELD_FROM
+#undef FUSEDOPT_STATE_DECL
+#undef FUSEDOPT_FIELD_DECL
+
+// Index in D::fields of the hyper-parameter `name`, or -1.
+template <class D>
+constexpr int field_index(const char* name) {
+  for (int i = 0; i < static_cast<int>(std::size(D::fields)); ++i) {
+    const char* a = D::fields[i].name;
+    const char* b = name;
+    while (*a != '\0' && *a == *b) ++a, ++b;
+    if (*a == *b) return i;
+  }
+  return -1;
+}
+
+template <class D, size_t... I>
+constexpr bool states_are_well_formed(std::index_sequence<I...>) {
+  return ((D::states[I].when[0] == '\0' || field_index<D>(D::states[I].when) >= 0) && ...) &&
+         std::size(D::states) <= kMaxStates;
+}
+#define FUSEDOPT_CHECK_DECLARED(optimizer, Hyper)                                           \
+  static_assert(states_are_well_formed<Declared<Hyper>>(                                    \
+                    std::make_index_sequence<std::size(Declared<Hyper>::states)>()),         \
+                #optimizer ": a state's `when` names no hyper-parameter, or too many states");
+FUSEDOPT_OPTIMIZERS(FUSEDOPT_CHECK_DECLARED)
+#undef FUSEDOPT_CHECK_DECLARED
+
+// The ops, in declaration order.
+enum class OpId : int {
+#define FUSEDOPT_OP_ID(entry, optimizer, Hyper, extras) entry,
+  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_OP_ID)
+#undef FUSEDOPT_OP_ID
+};
+// "fusedopt.adam_": the name errors give (the same in both libraries: it is what users call).
+constexpr const char* kOpLabels[] = {
+#define FUSEDOPT_OP_LABEL(entry, optimizer, Hyper, extras) "fusedopt." #entry "_",
+    FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_OP_LABEL)
+#undef FUSEDOPT_OP_LABEL
+};
+
+// Shortest decimal that reads back as v, always with a '.' or an exponent (a schema float).
+std::string float_literal(double v) {
+  std::string s;
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::ostringstream o;
+    o.precision(precision);
+    o << v;
+    s = o.str();
+    if (std::stod(s) == v) break;
+  }
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+// The schema of optimizer op `name` (e.g. "adam_"):
+//   name(params, grads, <state lists>, master_params, steps, lr, lr_tensor, <hyper-parameters
+//   with their defaults>, [global_grad_norm], [norm_sums], grad_scale, found_inf) -> () | Tensor
+template <class Hyper>
+std::string optimizer_schema(const std::string& name, unsigned extras) {
+  using D = Declared<Hyper>;
+  char alias = 'a';
+  auto mutated = [&](const std::string& arg) {
+    return "Tensor(" + std::string(1, alias++) + "!)[] " + arg + ", ";
+  };
+  std::string s = name + "(" + mutated("params") + "Tensor[] grads, ";
+  for (const StateDecl& st : D::states) s += mutated(std::string(st.key) + "s");
+  s += mutated("master_params");
+  s += mutated("steps");
+  s += "float lr, Tensor? lr_tensor=None";
+  for (const HyperField& f : D::fields)
+    s += std::string(", ") + (f.is_flag ? "bool " : "float ") + f.name + "=" +
+         (f.is_flag ? (f.default_value != 0.0 ? "True" : "False") : float_literal(f.default_value));
+  if (extras & kGlobalGradNormIn) s += ", Tensor? global_grad_norm=None";
+  if (extras & kNormSumsIn) s += ", Tensor? norm_sums=None";
+  s += ", Tensor? grad_scale=None, Tensor? found_inf=None) -> ";
+  s += (extras & kNormSumsOut) ? "Tensor" : "()";
+  return s;
+}
+
+// The declaration for Python (fusedopt/_declarations.py): one line per op,
+//   op=<name> optimizer=<name> extras=<flags> states=<key>[:<when>],... hyper=<name>:<float|bool>,...
+template <class Hyper>
+std::string declaration_line(const char* entry, unsigned extras) {
+  using D = Declared<Hyper>;
+  std::string s = std::string("op=") + entry + "_ optimizer=" + D::name +
+                  " extras=" + std::to_string(extras) + " states=";
+  for (size_t i = 0; i < std::size(D::states); ++i)
+    s += (i ? "," : "") + std::string(D::states[i].key) +
+         (D::states[i].when[0] ? ":" + std::string(D::states[i].when) : "");
+  s += " hyper=";
+  for (size_t i = 0; i < std::size(D::fields); ++i)
+    s += (i ? "," : "") + std::string(D::fields[i].name) + (D::fields[i].is_flag ? ":bool" : ":float");
+  return s + "\n";
+}
+
+std::string declarations() {
+  std::string s;
+#define FUSEDOPT_DECLARATION_LINE(entry, optimizer, Hyper, extras) \
+  s += declaration_line<Hyper>(#entry, extras);
+  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_DECLARATION_LINE)
+#undef FUSEDOPT_DECLARATION_LINE
+  return s;
+}
+
+// ---- the generic optimizer op ----------------------------------------------------------------
 const float* scalar_ptr(const OptionalTensor& t) {
   return t.has_value() && t->defined() ? static_cast<const float*>(t->data_ptr()) : nullptr;
 }
@@ -40,8 +192,8 @@ std::unique_ptr<torch::stable::accelerator::DeviceGuard> device_guard(const Devi
 
 // Common scalar inputs of an optimizer op, validated against the params' device.
 StepInputs step_inputs(const char* op, const PreparedLists& prep, double lr,
-                       OptionalTensor lr_tensor, OptionalTensor grad_scale,
-                       OptionalTensor found_inf) {
+                       const OptionalTensor& lr_tensor, const OptionalTensor& grad_scale,
+                       const OptionalTensor& found_inf) {
   check_scalar_tensor(op, "lr_tensor", lr_tensor, prep.device());
   check_scalar_tensor(op, "grad_scale", grad_scale, prep.device());
   check_scalar_tensor(op, "found_inf", found_inf, prep.device());
@@ -58,105 +210,6 @@ StepInputs step_inputs(const char* op, const PreparedLists& prep, double lr,
   return in;
 }
 
-// Runs the device's backend over prepared lists, then writes back non-contiguous tensors.
-template <class Fn>
-void run(PreparedLists& prep, Fn&& fn) {
-  const auto guard = device_guard(prep.device());
-  if (prep.lists().count > 0) fn(backend_for(prep.device()), prep.lists());
-  prep.finish();
-}
-
-void adam(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
-              TensorList max_exp_avg_sqs, TensorList master_params, TensorList steps, double lr,
-              OptionalTensor lr_tensor, double beta1, double beta2, double eps,
-              double weight_decay, bool decoupled_weight_decay, bool bias_correction,
-              bool amsgrad, bool maximize, OptionalTensor grad_scale,
-              OptionalTensor found_inf) {
-  const char* op = "fusedopt.adam_";
-  std::vector<NamedList> states = {{"exp_avgs", &exp_avgs}, {"exp_avg_sqs", &exp_avg_sqs}};
-  if (amsgrad) states.push_back({"max_exp_avg_sqs", &max_exp_avg_sqs});
-  PreparedLists prep(op, params, grads, states, master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
-  AdamHyper h;
-  h.beta1 = beta1;
-  h.beta2 = beta2;
-  h.eps = eps;
-  h.weight_decay = weight_decay;
-  h.decoupled_weight_decay = decoupled_weight_decay;
-  h.bias_correction = bias_correction;
-  h.amsgrad = amsgrad;
-  h.maximize = maximize;
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.adam(L, h, in); });
-}
-
-void sgd(TensorList params, TensorList grads, TensorList momentum_buffers,
-             TensorList master_params, TensorList steps, double lr,
-             OptionalTensor lr_tensor, double momentum, double dampening,
-             double weight_decay, bool nesterov, bool maximize,
-             OptionalTensor grad_scale, OptionalTensor found_inf) {
-  const char* op = "fusedopt.sgd_";
-  std::vector<NamedList> states;
-  if (momentum != 0.0) states.push_back({"momentum_buffers", &momentum_buffers});
-  PreparedLists prep(op, params, grads, states, master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
-  SGDHyper h;
-  h.momentum = momentum;
-  h.dampening = dampening;
-  h.weight_decay = weight_decay;
-  h.nesterov = nesterov;
-  h.maximize = maximize;
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.sgd(L, h, in); });
-}
-
-void lion(TensorList params, TensorList grads, TensorList exp_avgs, TensorList master_params,
-              TensorList steps, double lr, OptionalTensor lr_tensor, double beta1,
-              double beta2, double weight_decay, bool maximize,
-              OptionalTensor grad_scale, OptionalTensor found_inf) {
-  const char* op = "fusedopt.lion_";
-  PreparedLists prep(op, params, grads, {{"exp_avgs", &exp_avgs}}, master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
-  LionHyper h;
-  h.beta1 = beta1;
-  h.beta2 = beta2;
-  h.weight_decay = weight_decay;
-  h.maximize = maximize;
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.lion(L, h, in); });
-}
-
-// The LAMB options every LAMB op shares, checked.
-LambHyper lamb_hyper(const char* op, const PreparedLists& prep, double beta1, double beta2,
-                     double eps, double weight_decay, bool adam_w_mode, bool bias_correction,
-                     bool grad_averaging, double max_grad_norm,
-                     OptionalTensor global_grad_norm, bool use_nvlamb, bool trust_clip,
-                     double min_trust_ratio, double max_trust_ratio) {
-  check_scalar_tensor(op, "global_grad_norm", global_grad_norm, prep.device());
-  FUSEDOPT_CHECK(max_grad_norm <= 0.0 || (global_grad_norm.has_value() && global_grad_norm->defined()),
-              op, ": max_grad_norm=", max_grad_norm, " needs global_grad_norm (compute it with "
-              "torch.ops.fusedopt.global_l2_norm over every group's grads), or pass "
-              "max_grad_norm=0 to disable clipping");
-  FUSEDOPT_CHECK(min_trust_ratio >= 0.0 && (max_trust_ratio <= 0.0 || max_trust_ratio >= min_trust_ratio),
-              op, ": need 0 <= min_trust_ratio <= max_trust_ratio (max_trust_ratio <= 0 means "
-              "no upper clamp); got ", min_trust_ratio, " and ", max_trust_ratio);
-  LambHyper h;
-  h.beta1 = beta1;
-  h.beta2 = beta2;
-  h.eps = eps;
-  h.weight_decay = weight_decay;
-  h.adam_w_mode = adam_w_mode;
-  h.bias_correction = bias_correction;
-  h.grad_averaging = grad_averaging;
-  h.max_grad_norm = max_grad_norm;
-  h.use_nvlamb = use_nvlamb;
-  h.trust_clip = trust_clip;
-  h.min_trust_ratio = min_trust_ratio;
-  h.max_trust_ratio = max_trust_ratio;
-  return h;
-}
-
-const float* clip_norm(double max_grad_norm, OptionalTensor global_grad_norm) {
-  return max_grad_norm > 0.0 ? scalar_ptr(global_grad_norm) : nullptr;
-}
-
 // Per-tensor sums of squares of the full tensors: float64 [2 * count], contiguous, on `device`.
 const double* norm_sums_ptr(const char* op, const OptionalTensor& sums, int64_t count,
                             const Device& device) {
@@ -170,93 +223,105 @@ const double* norm_sums_ptr(const char* op, const OptionalTensor& sums, int64_t 
   return static_cast<const double*>(sums->data_ptr());
 }
 
-void lamb(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
-              TensorList master_params, TensorList steps, double lr,
-              OptionalTensor lr_tensor, double beta1, double beta2, double eps,
-              double weight_decay, bool adam_w_mode, bool bias_correction, bool grad_averaging,
-              double max_grad_norm, OptionalTensor global_grad_norm, bool use_nvlamb,
-              bool trust_clip, double min_trust_ratio, double max_trust_ratio,
-              OptionalTensor grad_scale, OptionalTensor found_inf) {
-  const char* op = "fusedopt.lamb_";
-  PreparedLists prep(op, params, grads, {{"exp_avgs", &exp_avgs}, {"exp_avg_sqs", &exp_avg_sqs}},
-                     master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
-  const LambHyper h = lamb_hyper(op, prep, beta1, beta2, eps, weight_decay, adam_w_mode,
-                                 bias_correction, grad_averaging, max_grad_norm, global_grad_norm,
-                                 use_nvlamb, trust_clip, min_trust_ratio, max_trust_ratio);
-  const float* gnorm = clip_norm(max_grad_norm, global_grad_norm);
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb(L, h, in, gnorm); });
+// Option checks the schema cannot express, per optimizer (none unless overloaded).
+template <class Hyper>
+void check_options(const char*, const Hyper&, StepInputs&) {}
+
+void check_options(const char* op, const LambHyper& h, StepInputs& in) {
+  FUSEDOPT_CHECK(h.max_grad_norm <= 0.0 || in.global_grad_norm != nullptr, op,
+                 ": max_grad_norm=", h.max_grad_norm, " needs global_grad_norm (compute it with "
+                 "torch.ops.fusedopt.global_l2_norm over every group's grads), or pass "
+                 "max_grad_norm=0 to disable clipping");
+  FUSEDOPT_CHECK(h.min_trust_ratio >= 0.0 &&
+                     (h.max_trust_ratio <= 0.0 || h.max_trust_ratio >= h.min_trust_ratio),
+                 op, ": need 0 <= min_trust_ratio <= max_trust_ratio (max_trust_ratio <= 0 means "
+                 "no upper clamp); got ", h.min_trust_ratio, " and ", h.max_trust_ratio);
+  if (h.max_grad_norm <= 0.0) in.global_grad_norm = nullptr;  // not read without clipping
 }
 
-// LAMB pass 1 for sharded tensors: advances the steps, updates m and v, and returns the local
-// sums of squares [||p_t||^2, ||u_t||^2] per tensor (float64 [2 * count]; zeros on a skipped
-// step). After all-reducing them, lamb_apply_ finishes the step.
-Tensor lamb_moments(TensorList params, TensorList grads, TensorList exp_avgs,
-                    TensorList exp_avg_sqs, TensorList master_params, TensorList steps,
-                    double beta1, double beta2, double eps, double weight_decay,
-                    bool adam_w_mode, bool bias_correction, bool grad_averaging,
-                    double max_grad_norm, OptionalTensor global_grad_norm,
-                    OptionalTensor grad_scale, OptionalTensor found_inf) {
-  const char* op = "fusedopt.lamb_moments_";
-  PreparedLists prep(op, params, grads, {{"exp_avgs", &exp_avgs}, {"exp_avg_sqs", &exp_avg_sqs}},
-                     master_params, steps);
-  const StepInputs in = step_inputs(op, prep, 0.0, std::nullopt, grad_scale, found_inf);
-  const LambHyper h = lamb_hyper(op, prep, beta1, beta2, eps, weight_decay, adam_w_mode,
-                                 bias_correction, grad_averaging, max_grad_norm, global_grad_norm,
-                                 false, false, 0.0, 0.0);
-  const float* gnorm = clip_norm(max_grad_norm, global_grad_norm);
-  Tensor sums = zeros(2 * static_cast<int64_t>(params.size()), ScalarType::Double,
+// Reads the arguments of one call off the dispatcher's stack, in schema order (every argument
+// is taken, so each is released).
+class ArgReader {
+ public:
+  ArgReader(StableIValue* stack, uint64_t num_args) : stack_(stack), num_args_(num_args) {}
+  template <class T>
+  T next() {
+    FUSEDOPT_CHECK(next_ < num_args_, "fusedopt: op called with ", num_args_,
+                   " arguments, fewer than its declaration has");
+    return to<T>(stack_[next_++]);
+  }
+  uint64_t taken() const { return next_; }
+
+ private:
+  StableIValue* stack_;
+  uint64_t num_args_;
+  uint64_t next_ = 0;
+};
+
+// The boxed kernel of every optimizer op: unboxes per the declaration, validates, prepares the
+// tensors and runs backend_for(device).*kEntry.
+template <OpId kOp, class Hyper, unsigned kExtras,
+          void (*Backend::*kEntry)(const ParamLists&, const Hyper&, const StepInputs&)>
+void optimizer_op(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
+  using D = Declared<Hyper>;
+  constexpr size_t kStates = std::size(D::states), kFields = std::size(D::fields);
+  const char* op = kOpLabels[static_cast<int>(kOp)];
+  ArgReader args(stack, num_args);
+  const TensorList params = args.next<TensorList>();
+  const TensorList grads = args.next<TensorList>();
+  std::array<TensorList, kStates> states;
+  for (auto& list : states) list = args.next<TensorList>();
+  const TensorList master = args.next<TensorList>();
+  const TensorList steps = args.next<TensorList>();
+  const double lr = args.next<double>();
+  const OptionalTensor lr_tensor = args.next<OptionalTensor>();
+  double values[kFields];
+  for (size_t i = 0; i < kFields; ++i)
+    values[i] = D::fields[i].is_flag ? (args.next<bool>() ? 1.0 : 0.0) : args.next<double>();
+  OptionalTensor global_grad_norm, norm_sums;
+  if (kExtras & kGlobalGradNormIn) global_grad_norm = args.next<OptionalTensor>();
+  if (kExtras & kNormSumsIn) norm_sums = args.next<OptionalTensor>();
+  const OptionalTensor grad_scale = args.next<OptionalTensor>();
+  const OptionalTensor found_inf = args.next<OptionalTensor>();
+  FUSEDOPT_CHECK(args.taken() == num_args && num_outputs == ((kExtras & kNormSumsOut) ? 1 : 0),
+                 op, ": the registered schema does not match the declaration");
+
+  // The states this call keeps (those whose `when` hyper-parameter is nonzero).
+  std::vector<NamedList> named;
+  std::array<std::string, kStates> names;
+  for (size_t i = 0; i < kStates; ++i) {
+    const StateDecl& st = D::states[i];
+    if (st.when[0] != '\0' && values[field_index<D>(st.when)] == 0.0) continue;
+    names[i] = std::string(st.key) + "s";
+    named.push_back({names[i].c_str(), &states[i]});
+  }
+  PreparedLists prep(op, params, grads, named, master, steps);
+  StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
+  const Hyper h = D::make(values);
+  if (kExtras & kGlobalGradNormIn) {
+    check_scalar_tensor(op, "global_grad_norm", global_grad_norm, prep.device());
+    in.global_grad_norm = scalar_ptr(global_grad_norm);
+  }
+  check_options(op, h, in);
+  const int64_t count = static_cast<int64_t>(params.size());
+  if (kExtras & kNormSumsIn) {
+    in.norm_sums = norm_sums_ptr(op, norm_sums, count, prep.device());
+    FUSEDOPT_CHECK(!(kExtras & kNormSumsRequired) || in.norm_sums != nullptr, op,
+                   ": needs norm_sums (the full tensors' sums of squares: all-reduce what "
+                   "lamb_moments_ returned)");
+  }
+  std::optional<Tensor> sums_out;
+  if (kExtras & kNormSumsOut) {
+    sums_out = zeros(2 * count, ScalarType::Double,
                      params.empty() ? Device(torch::headeronly::DeviceType::CPU) : prep.device());
-  double* out = static_cast<double*>(sums.data_ptr());
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb_moments(L, h, in, gnorm, out); });
-  return sums;
-}
-
-// LAMB pass 2 for sharded tensors: p -= lr * trust_ratio * u, with the ratios of norm_sums (the
-// full tensors' sums of squares). The steps were advanced by lamb_moments_.
-void lamb_apply(TensorList params, TensorList grads, TensorList exp_avgs, TensorList exp_avg_sqs,
-                TensorList master_params, TensorList steps, double lr,
-                OptionalTensor lr_tensor, double beta1, double beta2, double eps,
-                double weight_decay, bool adam_w_mode, bool bias_correction,
-                bool grad_averaging, double max_grad_norm,
-                OptionalTensor global_grad_norm, bool use_nvlamb, bool trust_clip,
-                double min_trust_ratio, double max_trust_ratio, Tensor norm_sums,
-                OptionalTensor grad_scale, OptionalTensor found_inf) {
-  const char* op = "fusedopt.lamb_apply_";
-  PreparedLists prep(op, params, grads, {{"exp_avgs", &exp_avgs}, {"exp_avg_sqs", &exp_avg_sqs}},
-                     master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
-  const LambHyper h = lamb_hyper(op, prep, beta1, beta2, eps, weight_decay, adam_w_mode,
-                                 bias_correction, grad_averaging, max_grad_norm, global_grad_norm,
-                                 use_nvlamb, trust_clip, min_trust_ratio, max_trust_ratio);
-  const float* gnorm = clip_norm(max_grad_norm, global_grad_norm);
-  const double* sums = norm_sums_ptr(op, norm_sums, static_cast<int64_t>(params.size()),
-                                     prep.device());
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.lamb_apply(L, h, in, gnorm, sums); });
-}
-
-void lars(TensorList params, TensorList grads, TensorList momentum_buffers,
-              TensorList master_params, TensorList steps, double lr,
-              OptionalTensor lr_tensor, double momentum, double dampening,
-              double weight_decay, bool nesterov, double trust_coefficient, double eps,
-              bool clip, bool adapt, OptionalTensor grad_scale,
-              OptionalTensor found_inf, OptionalTensor norm_sums) {
-  const char* op = "fusedopt.lars_";
-  std::vector<NamedList> states;
-  if (momentum != 0.0) states.push_back({"momentum_buffers", &momentum_buffers});
-  PreparedLists prep(op, params, grads, states, master_params, steps);
-  const StepInputs in = step_inputs(op, prep, lr, lr_tensor, grad_scale, found_inf);
-  LarsHyper h;
-  h.momentum = momentum;
-  h.dampening = dampening;
-  h.weight_decay = weight_decay;
-  h.nesterov = nesterov;
-  h.trust_coefficient = trust_coefficient;
-  h.eps = eps;
-  h.clip = clip;
-  const double* sums = norm_sums_ptr(op, norm_sums, static_cast<int64_t>(params.size()),
-                                     prep.device());
-  run(prep, [&](const Backend& be, const ParamLists& L) { be.lars(L, h, in, adapt, sums); });
+    in.norm_sums_out = static_cast<double*>(sums_out->data_ptr());
+  }
+  {
+    const auto guard = device_guard(prep.device());
+    if (prep.lists().count > 0) (backend_for(prep.device()).*kEntry)(prep.lists(), h, in);
+  }
+  prep.finish();  // writes back tensors that were processed through dense copies
+  if (sums_out) stack[0] = from(*sums_out);
 }
 
 // Norm ops: inputs are read through dense copies when not contiguous.
@@ -332,103 +397,29 @@ Tensor sums_of_squares(TensorList tensors, TensorList scaled, OptionalTensor gra
   return out;
 }
 
-void torch_parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  torch::stable::parallel_for(0, n, 1, fn);  // torch's thread pool (set_num_threads applies)
-}
-
-const bool kParallelInstalled = [] {
-  cpu::set_parallel_for(torch_parallel_for);
-  return true;
-}();
-
 }  // namespace
 }  // namespace torch_glue
 }  // namespace fusedopt
 
-STABLE_TORCH_LIBRARY(fusedopt, m) {
-  m.def(
-      "adam_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
-      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] master_params, "
-      "Tensor(f!)[] steps, float lr, Tensor? lr_tensor, float beta1, float beta2, float eps, "
-      "float weight_decay, bool decoupled_weight_decay, bool bias_correction, bool amsgrad, "
-      "bool maximize, Tensor? grad_scale, Tensor? found_inf) -> ()");
-  m.def(
-      "sgd_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, "
-      "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
-      "float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, "
-      "Tensor? grad_scale, Tensor? found_inf) -> ()");
-  m.def(
-      "lion_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
-      "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
-      "float beta1, float beta2, float weight_decay, bool maximize, Tensor? grad_scale, "
-      "Tensor? found_inf) -> ()");
-  m.def(
-      "lamb_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
-      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] master_params, Tensor(e!)[] steps, float lr, "
-      "Tensor? lr_tensor, float beta1, float beta2, float eps, float weight_decay, "
-      "bool adam_w_mode, bool bias_correction, bool grad_averaging, float max_grad_norm, "
-      "Tensor? global_grad_norm, bool use_nvlamb, bool trust_clip, float min_trust_ratio, "
-      "float max_trust_ratio, Tensor? grad_scale, Tensor? found_inf) -> ()");
-  m.def(
-      "lars_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, "
-      "Tensor(c!)[] master_params, Tensor(d!)[] steps, float lr, Tensor? lr_tensor, "
-      "float momentum, float dampening, float weight_decay, bool nesterov, "
-      "float trust_coefficient, float eps, bool clip, bool adapt, Tensor? grad_scale, "
-      "Tensor? found_inf, Tensor? norm_sums=None) -> ()");
-  m.def(
-      "lamb_moments_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
-      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] master_params, Tensor(e!)[] steps, float beta1, "
-      "float beta2, float eps, float weight_decay, bool adam_w_mode, bool bias_correction, "
-      "bool grad_averaging, float max_grad_norm, Tensor? global_grad_norm, Tensor? grad_scale, "
-      "Tensor? found_inf) -> Tensor");
-  m.def(
-      "lamb_apply_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
-      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] master_params, Tensor(e!)[] steps, float lr, "
-      "Tensor? lr_tensor, float beta1, float beta2, float eps, float weight_decay, "
-      "bool adam_w_mode, bool bias_correction, bool grad_averaging, float max_grad_norm, "
-      "Tensor? global_grad_norm, bool use_nvlamb, bool trust_clip, float min_trust_ratio, "
-      "float max_trust_ratio, Tensor norm_sums, Tensor? grad_scale, Tensor? found_inf) -> ()");
-  m.def("sums_of_squares(Tensor[] tensors, Tensor[] scaled, Tensor? grad_scale) -> Tensor");
-  m.def("l2_norms(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
-  m.def("global_l2_norm(Tensor[] tensors, Tensor? grad_scale) -> Tensor");
-  // Build information and process-wide controls (no tensors; fusedopt/_ops.py wraps them).
-  m.def("_build_info() -> str");
-  m.def("_simd_level() -> str");
-  m.def("_set_simd_level(str name) -> bool");
-  m.def("_available_simd_levels() -> str");
-  m.def("_simd_level_env_problem() -> str");
-  m.def("_set_cpu_route(str name) -> ()");
-  m.def("_get_cpu_route() -> str");
+FUSEDOPT_LIBRARY(FUSEDOPT_OP_NAMESPACE, m) {
+  using namespace fusedopt;
+  using namespace fusedopt::torch_glue;
+#define FUSEDOPT_DEF_OPTIMIZER_OP(entry, optimizer, Hyper, extras) \
+  m.def(optimizer_schema<Hyper>(#entry "_", extras).c_str());
+  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_DEF_OPTIMIZER_OP)
+#undef FUSEDOPT_DEF_OPTIMIZER_OP
+  m.def("sums_of_squares(Tensor[] tensors, Tensor[] scaled, Tensor? grad_scale=None) -> Tensor");
+  m.def("l2_norms(Tensor[] tensors, Tensor? grad_scale=None) -> Tensor");
+  m.def("global_l2_norm(Tensor[] tensors, Tensor? grad_scale=None) -> Tensor");
+  // No tensors: the declaration for Python, and the list position of the last failed check.
+  m.def("_declarations() -> str");
   m.def("_last_error_index() -> int");
 }
 
 namespace fusedopt {
 namespace torch_glue {
 namespace {
-
-// "key=value" lines: what this build contains (parsed by fusedopt/_ops.py).
-std::string build_info() {
-  std::string s = "version=" FUSEDOPT_VERSION "\ntorch_built_against=" FUSEDOPT_TORCH_BUILT_AGAINST;
-#if defined(FUSEDOPT_WITH_CUDA)
-  s += "\ncuda_compiled=1";
-#else
-  s += "\ncuda_compiled=0";
-#endif
-#if defined(FUSEDOPT_WITH_EMULATED_CUDA)
-  s += "\ncuda_emulated_compiled=1";
-#else
-  s += "\ncuda_emulated_compiled=0";
-#endif
-  return s;
-}
-std::string simd_level() { return cpu::simd_level(); }
-bool set_simd_level(std::string name) { return cpu::set_simd_level(name.c_str()); }
-std::string available_simd_levels() { return cpu::available_simd_levels(); }
-std::string simd_level_env_problem() { return cpu::simd_level_env_problem(); }
-void set_route(std::string name) { set_cpu_route(name); }
-std::string get_route() { return cpu_route(); }
 int64_t last_error_index() { return g_last_error_index; }
-
 }  // namespace
 }  // namespace torch_glue
 }  // namespace fusedopt
@@ -436,34 +427,25 @@ int64_t last_error_index() { return g_last_error_index; }
 // The tensor ops, registered per dispatch key: CPU, CUDA (CUDA builds), and the composite key
 // for calls with nothing but empty lists (they carry no device). One device-generic
 // implementation serves every key: backend_for() picks the kernels of the tensors' device.
+#define FUSEDOPT_IMPL_OPTIMIZER_OP(entry, optimizer, Hyper, extras)                      \
+  m.impl(#entry "_", &optimizer_op<OpId::entry, Hyper, extras, &Backend::entry>);
 #define FUSEDOPT_REGISTER_TENSOR_OPS(m)                                   \
   do {                                                                    \
+    using namespace fusedopt;                                             \
     using namespace fusedopt::torch_glue;                                 \
-    m.impl("adam_", TORCH_BOX(&adam));                                    \
-    m.impl("sgd_", TORCH_BOX(&sgd));                                      \
-    m.impl("lion_", TORCH_BOX(&lion));                                    \
-    m.impl("lamb_", TORCH_BOX(&lamb));                                    \
-    m.impl("lars_", TORCH_BOX(&lars));                                    \
-    m.impl("lamb_moments_", TORCH_BOX(&lamb_moments));                    \
-    m.impl("lamb_apply_", TORCH_BOX(&lamb_apply));                        \
+    FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_IMPL_OPTIMIZER_OP)                    \
     m.impl("sums_of_squares", TORCH_BOX(&sums_of_squares));               \
     m.impl("l2_norms", TORCH_BOX(&l2_norms));                             \
     m.impl("global_l2_norm", TORCH_BOX(&global_l2_norm));                 \
   } while (0)
 
-STABLE_TORCH_LIBRARY_IMPL(fusedopt, CPU, m) { FUSEDOPT_REGISTER_TENSOR_OPS(m); }
+FUSEDOPT_LIBRARY_IMPL(FUSEDOPT_OP_NAMESPACE, CPU, m) { FUSEDOPT_REGISTER_TENSOR_OPS(m); }
 #if defined(FUSEDOPT_WITH_CUDA)
-STABLE_TORCH_LIBRARY_IMPL(fusedopt, CUDA, m) { FUSEDOPT_REGISTER_TENSOR_OPS(m); }
+FUSEDOPT_LIBRARY_IMPL(FUSEDOPT_OP_NAMESPACE, CUDA, m) { FUSEDOPT_REGISTER_TENSOR_OPS(m); }
 #endif
-STABLE_TORCH_LIBRARY_IMPL(fusedopt, CompositeExplicitAutograd, m) {
+FUSEDOPT_LIBRARY_IMPL(FUSEDOPT_OP_NAMESPACE, CompositeExplicitAutograd, m) {
   FUSEDOPT_REGISTER_TENSOR_OPS(m);
   using namespace fusedopt::torch_glue;
-  m.impl("_build_info", TORCH_BOX(&build_info));
-  m.impl("_simd_level", TORCH_BOX(&simd_level));
-  m.impl("_set_simd_level", TORCH_BOX(&set_simd_level));
-  m.impl("_available_simd_levels", TORCH_BOX(&available_simd_levels));
-  m.impl("_simd_level_env_problem", TORCH_BOX(&simd_level_env_problem));
-  m.impl("_set_cpu_route", TORCH_BOX(&set_route));
-  m.impl("_get_cpu_route", TORCH_BOX(&get_route));
+  m.impl("_declarations", TORCH_BOX(&declarations));
   m.impl("_last_error_index", TORCH_BOX(&last_error_index));
 }

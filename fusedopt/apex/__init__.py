@@ -14,7 +14,7 @@ import torch
 
 from .. import _distributed
 from .._base import _is_dtensor, _local
-from .._ops import ops
+from .._ops import ops_for
 from ..optimizers import FusedAdam as _FusedAdam
 from ..optimizers import FusedLAMB as _FusedLAMB
 from ..optimizers import FusedSGD as _FusedSGD
@@ -198,7 +198,8 @@ class LARC:
                     sharded = sharded or _is_dtensor(p)
             plans.extend((group, plist) for plist in buckets.values())
         norms = self._sharded_norms(plans) if sharded else [
-            (ops.l2_norms(plist, None), ops.l2_norms([p.grad for p in plist], None))
+            (ops_for(plist[0].device).l2_norms(plist, None),
+             ops_for(plist[0].device).l2_norms([p.grad for p in plist], None))
             for _, plist in plans]
         out = []
         for (group, plist), (p_norms, g_norms) in zip(plans, norms):
@@ -227,8 +228,8 @@ class LARC:
         red = _distributed.Reduction(mesh, self._group, torch.device(mesh.device_type))
         handles = []
         for _, plist in plans:
-            sums = ops.sums_of_squares([_local(p) for p in plist],
-                                       [_local(p.grad) for p in plist], None)
+            sums = ops_for(plist[0].device).sums_of_squares(
+                [_local(p) for p in plist], [_local(p.grad) for p in plist], None)
             n = len(plist)
             per_tensor = torch.stack([sums[:n], sums[n:]], dim=1).reshape(-1)
             handles.append(red.add_masked_sums(per_tensor, plist, 2))

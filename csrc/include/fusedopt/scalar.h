@@ -38,6 +38,13 @@ struct StepInputs {
   LrArg lr;                           // learning rate (number or 0-d tensor)
   const float* grad_scale = nullptr;  // GradScaler's scale: grads are divided by it in-kernel
   const float* found_inf = nullptr;   // != 0 => the whole step is a bitwise no-op
+  // The optional inputs and outputs some ops declare (OpExtra in fusedopt/optimizers.h):
+  // LAMB's global grad norm (nullptr: no clipping); norm_sums[2t], norm_sums[2t + 1]: the full
+  // tensor t's ||p||^2 and ||u||^2 (LAMB) or ||g / grad_scale||^2 (LARS), given they replace the
+  // norm pass; norm_sums_out: where LAMB's moments pass writes the local sums (zeros if skipped).
+  const float* global_grad_norm = nullptr;
+  const double* norm_sums = nullptr;
+  double* norm_sums_out = nullptr;
 
   FUSEDOPT_HD bool skip() const { return found_inf != nullptr && *found_inf != 0.0f; }
   FUSEDOPT_HD double inv_grad_scale() const { return grad_scale ? 1.0 / double(*grad_scale) : 1.0; }

@@ -89,12 +89,14 @@ void run_all(Problem& pr) {
   float gnorm = 0.0f;
   cpu::l2_norm(reinterpret_cast<const void* const*>(pr.g_ptr.data()), DType::Float32,
                pr.numel.data(), pr.lists.count, nullptr, nullptr, &gnorm);
-  cpu::lamb(pr.lists, lamb, in, &gnorm);
+  StepInputs clipped = in;
+  clipped.global_grad_norm = &gnorm;
+  cpu::lamb(pr.lists, lamb, clipped);
   LarsHyper lars;
   lars.weight_decay = 1e-4f;
   ParamLists one_state = pr.lists;
   one_state.num_states = 1;
-  cpu::lars(one_state, lars, in, true);
+  cpu::lars(one_state, lars, in);
 }
 
 // Runs every optimizer on a fresh problem with one thread and with three; both must give the
@@ -153,7 +155,7 @@ int main() {
     in.lr = ScalarArg<float>::of(0.1f);
     in.found_inf = &found;
     cpu::adam(pr.lists, AdamHyper{}, in);
-    cpu::lamb(pr.lists, LambHyper{}, in, nullptr);
+    cpu::lamb(pr.lists, LambHyper{}, in);
     CHECK(pr.bitwise_equal(untouched));
     found = 0.0f;
     cpu::adam(pr.lists, AdamHyper{}, in);

@@ -99,8 +99,9 @@ std::vector<OptCase> optimizer_cases() {
                          ? cpu::l2_norm(L.grad, L.param_dtype, L.numel, L.count, in.grad_scale, nullptr, &gnorm)
                          : emu::l2_norm(L.grad, L.param_dtype, L.numel, L.count, in.grad_scale, nullptr, &gnorm);
                    }
-                   const float* g = h.max_grad_norm > 0.0 ? &gnorm : nullptr;
-                   w == Which::kCpu ? cpu::lamb(L, h, in, g) : emu::lamb(L, h, in, g);
+                   StepInputs with_norm = in;
+                   with_norm.global_grad_norm = h.max_grad_norm > 0.0 ? &gnorm : nullptr;
+                   w == Which::kCpu ? cpu::lamb(L, h, with_norm) : emu::lamb(L, h, with_norm);
                  }, s});
   };
   LambHyper b;
@@ -126,8 +127,9 @@ std::vector<OptCase> optimizer_cases() {
     s.op = emu::OpKind::kLars;
     s.num_states = ns;
     s.adapt = adapt;
-    v.push_back({name, ns, !adapt, [h, adapt](Which w, const ParamLists& L, const StepInputs& in) {
-                   w == Which::kCpu ? cpu::lars(L, h, in, adapt) : emu::lars(L, h, in, adapt);
+    h.adapt = adapt;
+    v.push_back({name, ns, !adapt, [h](Which w, const ParamLists& L, const StepInputs& in) {
+                   w == Which::kCpu ? cpu::lars(L, h, in) : emu::lars(L, h, in);
                  }, s});
   };
   LarsHyper r;
@@ -287,7 +289,7 @@ TEST_CASE(multi_launch_lists_both_layouts) {
       if (oc.shape.op == emu::OpKind::kLamb) {  // lamb step without the clipping norm
         LambHyper h;
         h.max_grad_norm = 0.0;
-        emu::lamb(L, h, in, nullptr);
+        emu::lamb(L, h, in);
       } else {
         oc.step(Which::kEmu, L, in);
       }

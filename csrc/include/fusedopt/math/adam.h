@@ -2,17 +2,12 @@
 // per-element update, used by the CPU backend and the CUDA kernels. Formulas: docs/adam.md.
 #pragma once
 
+#include "fusedopt/optimizers.h"
 #include "fusedopt/math/common.h"
 
 namespace fusedopt {
 
-struct AdamHyper {
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
-  bool decoupled_weight_decay = false;  // AdamW: p *= 1 - lr*wd; else L2: g += wd*p
-  bool bias_correction = true;
-  bool amsgrad = false;
-  bool maximize = false;
-};
+// AdamHyper (fusedopt/optimizers.h): FUSEDOPT_HYPER_adam.
 
 namespace math {
 

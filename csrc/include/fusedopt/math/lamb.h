@@ -7,21 +7,12 @@
 //   pass 2 (reads m, v, p; writes p):       recompute u, p -= lr * trust_ratio * u
 #pragma once
 
+#include "fusedopt/optimizers.h"
 #include "fusedopt/math/common.h"
 
 namespace fusedopt {
 
-struct LambHyper {
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-6, weight_decay = 0.01;
-  bool adam_w_mode = true;     // decoupled decay (u += wd*p) vs L2 (g += wd*p)
-  bool bias_correction = true;
-  bool grad_averaging = true;  // m uses (1 - beta1) * g; otherwise 1 * g
-  double max_grad_norm = 1.0;  // <= 0 disables global clipping
-  bool use_nvlamb = false;     // apply the trust ratio even when weight_decay == 0
-  bool trust_clip = false;     // cap the trust ratio at 1
-  double min_trust_ratio = 0.0;       // clamp applied after trust_clip (0 = no lower clamp)
-  double max_trust_ratio = 0.0;       // <= 0 = no upper clamp
-};
+// LambHyper (fusedopt/optimizers.h): FUSEDOPT_HYPER_lamb.
 
 namespace math {
 

@@ -4,17 +4,12 @@
 //   pass 2 (reads p, g, buf; writes p, buf): d = ratio * (g + wd p), heavy-ball momentum.
 #pragma once
 
+#include "fusedopt/optimizers.h"
 #include "fusedopt/math/sgd.h"
 
 namespace fusedopt {
 
-struct LarsHyper {
-  double momentum = 0.9, dampening = 0.0, weight_decay = 0.0;
-  bool nesterov = false;
-  double trust_coefficient = 0.001;
-  double eps = 1e-8;
-  bool clip = false;  // LARC clip mode: ratio = min(ratio / lr, 1)
-};
+// LarsHyper (fusedopt/optimizers.h): FUSEDOPT_HYPER_lars.
 
 namespace math {
 

@@ -3,14 +3,12 @@
 // moved (besides weight decay).
 #pragma once
 
+#include "fusedopt/optimizers.h"
 #include "fusedopt/math/common.h"
 
 namespace fusedopt {
 
-struct LionHyper {
-  double beta1 = 0.9, beta2 = 0.99, weight_decay = 0.0;
-  bool maximize = false;
-};
+// LionHyper (fusedopt/optimizers.h): FUSEDOPT_HYPER_lion.
 
 namespace math {
 

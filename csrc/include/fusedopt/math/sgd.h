@@ -1,15 +1,12 @@
 // SGD with momentum / dampening / Nesterov, torch.optim.SGD semantics. Formulas: docs/sgd.md.
 #pragma once
 
+#include "fusedopt/optimizers.h"
 #include "fusedopt/math/common.h"
 
 namespace fusedopt {
 
-struct SGDHyper {
-  double momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
-  bool nesterov = false;
-  bool maximize = false;
-};
+// SGDHyper (fusedopt/optimizers.h): FUSEDOPT_HYPER_sgd.
 
 namespace math {
 
