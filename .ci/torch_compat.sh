@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The op library against torch releases other than the one it was built with (issue 12; the
 # library is on the LibTorch stable ABI, target torch 2.10):
-#   1. headers: the torch-facing sources (csrc/SOURCES.txt groups torch, torch_cuda) compile
+#   1. headers: the torch-facing sources (csrc/SOURCES.txt groups ops, torch, torch_cuda) compile
 #      (g++ -fsyntax-only, CUDA backend on, TORCH_TARGET_VERSION = 2.10, as setup.py builds them)
 #      against the headers of each release given (default 2.10.0, the oldest torch the library
 #      targets, and 2.11.0, the torch of the GPU machine tools/gpu_check.sh is planned for);
@@ -55,7 +55,7 @@ for VERSION in "${VERSIONS[@]}"; do
   fetch "$VERSION" headers
   FULL=$(sed -n "s/^__version__ = '\(.*\)'$/\1/p" "$DIR/torch/version.py")
   I=$DIR/torch/include
-  for f in $(awk '$1 == "torch" || $1 == "torch_cuda" {print $2}' csrc/SOURCES.txt); do
+  for f in $(awk '$1 == "ops" || $1 == "torch" || $1 == "torch_cuda" {print $2}' csrc/SOURCES.txt); do
     if g++ -std="$std" -fsyntax-only -fvisibility=hidden -DFUSEDOPT_WITH_CUDA=1 \
          -DTORCH_TARGET_VERSION="$target" -Icsrc/include -Icsrc/cpu -Icsrc/torch \
          -I"$I" -I"$CUDA_INC" "$f" 2> "$DIR/err.txt"; then

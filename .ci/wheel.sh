@@ -48,7 +48,7 @@ copy_tree() {  # the sources as git sees them, without build outputs
   rm -rf "$1" && mkdir -p "$1"
   (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^build/' |
      xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$1"
-  rm -f "$1"/fusedopt/_C*.so "$1"/fusedopt/_build_info.py
+  rm -f "$1"/fusedopt/_C*.so "$1"/fusedopt/_emulated*.so "$1"/fusedopt/_build_info.py
 }
 
 # A directory outside the source tree: `import fusedopt` there can only find an installed copy.
@@ -85,7 +85,8 @@ import re, sys, zipfile
 whl = sys.argv[1]
 names = zipfile.ZipFile(whl).namelist()
 need = ["fusedopt/__init__.py", "fusedopt/_abi.py", "fusedopt/_build_info.py",
-        "fusedopt/_ops.py", "fusedopt/optimizers.py", "fusedopt/reference.py",
+        "fusedopt/_ops.py", "fusedopt/_declarations.py", "fusedopt/optimizers.py",
+        "fusedopt/reference.py",
         "fusedopt/apex/__init__.py", "fusedopt/bench/__main__.py", "fusedopt/bench/cli.py",
         "fusedopt/bench/timing.py", "fusedopt/bench/static_gpu.py",
         "fusedopt/bench/engine_source.py", "fusedopt/__main__.py",

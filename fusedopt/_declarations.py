@@ -9,6 +9,7 @@ state names and op arguments from here, the reference and the benchmark their op
 from __future__ import annotations
 
 from dataclasses import dataclass
+import inspect
 from typing import Dict, Mapping, Optional, Tuple
 
 from ._ops import ops, ops_for
@@ -82,3 +83,10 @@ def declaration(op: str) -> OpDeclaration:
 def op_defaults(optimizer: str) -> Dict[str, object]:
     """The hyper-parameter defaults of ``optimizer``'s ops (e.g. "adam")."""
     return dict(DECLARATIONS[optimizer + "_"].defaults)
+
+
+def constructor_defaults(cls) -> Dict[str, object]:
+    """The keyword defaults of an optimizer class's constructor: the one place its user-facing
+    defaults are written (the reference and the benchmark read them from here)."""
+    return {name: param.default for name, param in inspect.signature(cls.__init__).parameters.items()
+            if param.default is not inspect.Parameter.empty}

@@ -2,8 +2,9 @@
 
 This module is the executable specification the tests compare the fused kernels against.
 It is written for clarity, not speed: every update is a direct transcription of the formula in
-its docstring (see also docs/*.md), computed in float64 with plain torch ops. It imports nothing
-from fusedopt and uses no native code.
+its docstring (see also docs/*.md), computed in float64 with plain torch ops. The update math imports nothing
+from fusedopt and uses no native code; only the constructor defaults (OPTIMIZER_DEFAULTS) are
+read from the fused optimizers' signatures.
 
 Conventions shared by every ``*_update`` function:
 
@@ -39,27 +40,26 @@ F64 = torch.float64
 
 
 # --------------------------------------------------------------------------------------------
-# Constructor defaults, identical (names and values) to the fused optimizers in spec_api.md.
-# "adam" -> FusedAdam, "adamw" -> FusedAdamW, "lamb" -> FusedLAMB, "lars" -> FusedLARS,
-# "lion" -> FusedLion, "sgd" -> FusedSGD. Every key is also a per-param-group key.
+# Constructor defaults: those of the fused optimizers ("adam" -> FusedAdam, "adamw" -> FusedAdamW,
+# "lamb" -> FusedLAMB, "lars" -> FusedLARS, "lion" -> FusedLion, "sgd" -> FusedSGD), read from
+# their signatures, where they are written once. Every key is also a per-param-group key; LARS
+# groups also take lars_exclude. Only this table comes from fusedopt: the update math below is
+# independent of it.
 # --------------------------------------------------------------------------------------------
-OPTIMIZER_DEFAULTS = {
-    "adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, adam_w_mode=False,
-                 bias_correction=True, amsgrad=False, maximize=False, master_weights=False),
-    "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                  bias_correction=True, amsgrad=False, maximize=False, master_weights=False),
-    "lamb": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, adam_w_mode=True,
-                 bias_correction=True, grad_averaging=True, max_grad_norm=1.0, use_nvlamb=False,
-                 trust_clip=False, min_trust_ratio=0.0, max_trust_ratio=None,
-                 master_weights=False),
-    "lars": dict(lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 trust_coefficient=0.001, eps=1e-8, clip=False, exclude_bias_and_norm=False,
-                 master_weights=False, lars_exclude=False),
-    "lion": dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
-                 master_weights=False),
-    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                maximize=False, master_weights=False),
-}
+_FUSED_CLASSES = {"adam": "FusedAdam", "adamw": "FusedAdamW", "lamb": "FusedLAMB",
+                  "lars": "FusedLARS", "lion": "FusedLion", "sgd": "FusedSGD"}
+_GROUP_ONLY = {"lars": dict(lars_exclude=False)}
+
+
+def _optimizer_defaults():
+    from . import optimizers
+    from ._declarations import constructor_defaults
+
+    return {name: {**constructor_defaults(getattr(optimizers, cls)), **_GROUP_ONLY.get(name, {})}
+            for name, cls in _FUSED_CLASSES.items()}
+
+
+OPTIMIZER_DEFAULTS = _optimizer_defaults()
 
 
 def _f(x):

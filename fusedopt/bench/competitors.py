@@ -24,15 +24,32 @@ BYTES_PER_ELEM = {"adamw": 28, "adam": 28, "sgd": 20, "lion": 20, "lars": 28, "l
 BYTES_NOTE = ("bytes/elem model (fp32): AdamW/Adam 28, SGD-momentum 20, Lion 20, "
               "LARS 28 (norm pass 8 + update 20), LAMB 40 + 4 (global grad-norm pass)")
 
-# Same hyper-parameters for every implementation of a family (each library's own names).
-HYPER = {
-    "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2),
-    "adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
-    "sgd": dict(lr=1e-3, momentum=0.9),
-    "lion": dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-2),
-    "lars": dict(lr=1e-3, momentum=0.9, weight_decay=1e-4, trust_coefficient=1e-3),
-    "lamb": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=1e-2, max_grad_norm=1.0),
+# Same hyper-parameters for every implementation of a family (each library's own names): the
+# fused optimizer's constructor defaults for the options every competitor takes, with the
+# workload's changes (momentum for SGD, weight decay for Lion and LARS).
+_HYPER_OPTIONS = {
+    "adamw": ("FusedAdamW", ("lr", "betas", "eps", "weight_decay"), {}),
+    "adam": ("FusedAdam", ("lr", "betas", "eps", "weight_decay"), {}),
+    "sgd": ("FusedSGD", ("lr", "momentum"), dict(momentum=0.9)),
+    "lion": ("FusedLion", ("lr", "betas", "weight_decay"), dict(weight_decay=1e-2)),
+    "lars": ("FusedLARS", ("lr", "momentum", "weight_decay", "trust_coefficient"),
+             dict(weight_decay=1e-4)),
+    "lamb": ("FusedLAMB", ("lr", "betas", "eps", "weight_decay", "max_grad_norm"), {}),
 }
+
+
+def _hyper():
+    import fusedopt
+    from fusedopt._declarations import constructor_defaults
+
+    out = {}
+    for family, (cls, keys, changes) in _HYPER_OPTIONS.items():
+        defaults = constructor_defaults(getattr(fusedopt, cls))
+        out[family] = {k: changes.get(k, defaults[k]) for k in keys}
+    return out
+
+
+HYPER = _hyper()
 
 
 @dataclass
