@@ -322,29 +322,31 @@ bool set_simd_level(const char* name) {
   return k != nullptr;
 }
 
-void adam(const ParamLists& L, const AdamHyper& h, const StepInputs& in) {
+namespace {
+// An Elementwise op (fusedopt/optimizers.h): the level's chunk kernel over every chunk.
+template <class Hyper, class Kernel>
+void run_elementwise(const ParamLists& L, const Hyper& h, const StepInputs& in,
+                     Kernel KernelTable::*kernel) {
   if (!begin_step(L, in)) return;
   const double lr = in.lr.get();
   const double inv = in.inv_grad_scale();
   const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
-  for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().adam(L, h, lr, inv, ck); });
+  const Kernel run = kernels().*kernel;
+  for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { run(L, h, lr, inv, ck); });
 }
+}  // namespace
 
-void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
-  if (!begin_step(L, in)) return;
-  const double lr = in.lr.get();
-  const double inv = in.inv_grad_scale();
-  const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
-  for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().sgd(L, h, lr, inv, ck); });
-}
-
-void lion(const ParamLists& L, const LionHyper& h, const StepInputs& in) {
-  if (!begin_step(L, in)) return;
-  const double lr = in.lr.get();
-  const double inv = in.inv_grad_scale();
-  const auto chunks = plan_chunks(L.numel, L.count, kChunkSize);
-  for_each_chunk(chunks, [&](const ChunkRef& ck, int64_t) { kernels().lion(L, h, lr, inv, ck); });
-}
+#define FUSEDOPT_CPU_ENTRY_Elementwise(entry, Hyper)                        \
+  void entry(const ParamLists& L, const Hyper& h, const StepInputs& in) { \
+    run_elementwise(L, h, in, &KernelTable::entry);                       \
+  }
+#define FUSEDOPT_CPU_ENTRY_Passes(entry, Hyper)  // below
+#define FUSEDOPT_CPU_ENTRY(entry, optimizer, Hyper, kind, extras) \
+  FUSEDOPT_BY_KIND(FUSEDOPT_CPU_ENTRY, entry, Hyper, kind)
+FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CPU_ENTRY)
+#undef FUSEDOPT_CPU_ENTRY
+#undef FUSEDOPT_CPU_ENTRY_Passes
+#undef FUSEDOPT_CPU_ENTRY_Elementwise
 
 namespace {
 // lr * the trust ratio of one tensor, from its sums of squares: the ratio is rounded to float

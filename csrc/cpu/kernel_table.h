@@ -9,11 +9,7 @@
 #pragma once
 
 #include "cpu_backend.h"
-#include "fusedopt/math/adam.h"
-#include "fusedopt/math/lamb.h"
-#include "fusedopt/math/lars.h"
-#include "fusedopt/math/lion.h"
-#include "fusedopt/math/sgd.h"
+#include "fusedopt/math.h"
 #include "fusedopt/planner.h"
 
 namespace fusedopt {
@@ -31,9 +27,18 @@ struct SquaresRange {
 
 struct KernelTable {
   const char* name;
-  void (*adam)(const ParamLists&, const AdamHyper&, double lr, double inv_scale, const ChunkRef&);
-  void (*sgd)(const ParamLists&, const SGDHyper&, double lr, double inv_scale, const ChunkRef&);
-  void (*lion)(const ParamLists&, const LionHyper&, double lr, double inv_scale, const ChunkRef&);
+  // One chunk kernel per Elementwise op of fusedopt/optimizers.h, e.g.
+  //   void (*adam)(const ParamLists&, const AdamHyper&, double lr, double inv_scale, const ChunkRef&);
+#define FUSEDOPT_CHUNK_KERNEL_Elementwise(entry, Hyper) \
+  void (*entry)(const ParamLists&, const Hyper&, double lr, double inv_scale, const ChunkRef&);
+#define FUSEDOPT_CHUNK_KERNEL_Passes(entry, Hyper)
+#define FUSEDOPT_CHUNK_KERNEL(entry, optimizer, Hyper, kind, extras) \
+  FUSEDOPT_BY_KIND(FUSEDOPT_CHUNK_KERNEL, entry, Hyper, kind)
+  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CHUNK_KERNEL)
+#undef FUSEDOPT_CHUNK_KERNEL
+#undef FUSEDOPT_CHUNK_KERNEL_Passes
+#undef FUSEDOPT_CHUNK_KERNEL_Elementwise
+  // The passes of LAMB and LARS.
   // u_out: optional buffer for the chunk's update directions (compute type), see lamb_apply_direction.
   SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, double inv_scale,
                                  float global_grad_norm, void* u_out, const ChunkRef&);

@@ -187,61 +187,33 @@ struct LaneAcc {
 };
 
 // ---- optimizers ----------------------------------------------------------------------------
-template <class P>
-void adam_chunk(const ParamLists& L, const AdamHyper& h, double lr, double inv_scale,
-                const ChunkRef& ck) {
+// One chunk of an Elementwise optimizer (math::ElementwiseStep<Hyper>) that keeps kStates states.
+template <class Hyper, int kStates, class P>
+void elementwise_chunk(const ParamLists& L, const Hyper& h, double lr, double inv_scale,
+                       const ChunkRef& ck) {
   using C = ComputeT<P>;
-  const auto c = math::adam_coeffs<C>(h, lr, *L.step[ck.tensor]);
-  const C inv = C(inv_scale);
-  const bool maximize = h.maximize;
-  auto run = [&](auto amsgrad_tag) {
-    constexpr bool kAms = decltype(amsgrad_tag)::value;
-    for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m,
-                                      C* __restrict v, C* __restrict vmax, int64_t n) {
-      for (int64_t i = 0; i < n; ++i) {
-        C unused = C(0);
-        math::adam_element<C>(p[i], g[i] * inv, m[i], v[i], kAms ? vmax[i] : unused, kAms,
-                              maximize, c);
-      }
-    });
-  };
-  if (h.amsgrad) run(std::true_type{});
-  else run(std::false_type{});
-}
-
-template <class P>
-void sgd_chunk(const ParamLists& L, const SGDHyper& h, double lr, double inv_scale,
-               const ChunkRef& ck) {
-  using C = ComputeT<P>;
-  const auto c = math::momentum_coeffs<C>(lr, h.momentum, h.dampening, *L.step[ck.tensor]);
-  const C inv = C(inv_scale), wd = C(h.weight_decay);
-  const bool nesterov = h.nesterov, maximize = h.maximize;
-  auto run = [&](auto momentum_tag) {
-    constexpr bool kMomentum = decltype(momentum_tag)::value;
-    for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict buf,
-                                      C*, C*, int64_t n) {
-      for (int64_t i = 0; i < n; ++i) {
-        C unused = C(0);
-        math::sgd_element<C>(p[i], g[i] * inv, kMomentum ? buf[i] : unused, wd, kMomentum,
-                             nesterov, maximize, c);
-      }
-    });
-  };
-  if (h.momentum != 0.0f) run(std::true_type{});
-  else run(std::false_type{});
-}
-
-template <class P>
-void lion_chunk(const ParamLists& L, const LionHyper& h, double lr, double inv_scale,
-                const ChunkRef& ck) {
-  using C = ComputeT<P>;
-  const auto c = math::lion_coeffs<C>(h, lr);
-  const C inv = C(inv_scale);
-  const bool maximize = h.maximize;
-  for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict m, C*,
-                                    C*, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) math::lion_element<C>(p[i], g[i] * inv, m[i], maximize, c);
+  using Step = math::ElementwiseStep<Hyper>;
+  const auto k = Step::template coeffs<C>(h, lr, *L.step[ck.tensor], inv_scale);
+  for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict s0,
+                                    C* __restrict s1, C* __restrict s2, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      C unused0 = C(0), unused1 = C(0), unused2 = C(0);  // states this call does not keep
+      Step::template element<C, kStates>(p[i], g[i], kStates > 0 ? s0[i] : unused0,
+                                         kStates > 1 ? s1[i] : unused1,
+                                         kStates > 2 ? s2[i] : unused2, k);
+    }
   });
+}
+
+// Runs elementwise_chunk for the lists' state count, among those the declaration allows.
+template <class Hyper, class P, int kStates = Declared<Hyper>::min_states()>
+void elementwise_chunk_for(const ParamLists& L, const Hyper& h, double lr, double inv_scale,
+                           const ChunkRef& ck) {
+  if constexpr (kStates < Declared<Hyper>::kStates) {
+    if (L.num_states != kStates)
+      return elementwise_chunk_for<Hyper, P, kStates + 1>(L, h, lr, inv_scale, ck);
+  }
+  elementwise_chunk<Hyper, kStates, P>(L, h, lr, inv_scale, ck);
 }
 
 // u_out (optional): receives the update direction u of the chunk's elements (compute type,
@@ -403,15 +375,17 @@ void sum_squares_typed(const SquaresRange* ranges, int count, double mult, doubl
 constexpr KernelTable kernel_table(const char* name) {
   KernelTable t{};
   t.name = name;
-  t.adam = [](const ParamLists& L, const AdamHyper& h, double lr, double inv, const ChunkRef& ck) {
-    FUSEDOPT_DISPATCH_P(L.param_dtype, adam_chunk<P>(L, h, lr, inv, ck));
+#define FUSEDOPT_CHUNK_KERNEL_Elementwise(entry, Hyper)                                    \
+  t.entry = [](const ParamLists& L, const Hyper& h, double lr, double inv, const ChunkRef& ck) { \
+    FUSEDOPT_DISPATCH_P(L.param_dtype, (elementwise_chunk_for<Hyper, P>(L, h, lr, inv, ck)));  \
   };
-  t.sgd = [](const ParamLists& L, const SGDHyper& h, double lr, double inv, const ChunkRef& ck) {
-    FUSEDOPT_DISPATCH_P(L.param_dtype, sgd_chunk<P>(L, h, lr, inv, ck));
-  };
-  t.lion = [](const ParamLists& L, const LionHyper& h, double lr, double inv, const ChunkRef& ck) {
-    FUSEDOPT_DISPATCH_P(L.param_dtype, lion_chunk<P>(L, h, lr, inv, ck));
-  };
+#define FUSEDOPT_CHUNK_KERNEL_Passes(entry, Hyper)
+#define FUSEDOPT_CHUNK_KERNEL(entry, optimizer, Hyper, kind, extras) \
+  FUSEDOPT_BY_KIND(FUSEDOPT_CHUNK_KERNEL, entry, Hyper, kind)
+  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CHUNK_KERNEL)
+#undef FUSEDOPT_CHUNK_KERNEL
+#undef FUSEDOPT_CHUNK_KERNEL_Passes
+#undef FUSEDOPT_CHUNK_KERNEL_Elementwise
   t.lamb_moments = [](const ParamLists& L, const LambHyper& h, double inv, float gnorm,
                       void* u_out, const ChunkRef& ck) {
     return FUSEDOPT_DISPATCH_P(L.param_dtype,

@@ -23,7 +23,7 @@ namespace torch_glue {
 
 struct Backend {
   const char* name;
-#define FUSEDOPT_BACKEND_ENTRY(entry, optimizer, Hyper, extras) \
+#define FUSEDOPT_BACKEND_ENTRY(entry, optimizer, Hyper, kind, extras) \
   void (*entry)(const ParamLists&, const Hyper&, const StepInputs&);
   FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_BACKEND_ENTRY)
 #undef FUSEDOPT_BACKEND_ENTRY
@@ -33,7 +33,7 @@ struct Backend {
 };
 
 // The Backend of the entry points in namespace fusedopt::NS (every op's entry, then l2_norm).
-#define FUSEDOPT_BACKEND_ENTRY_POINTER(entry, optimizer, Hyper, extras) &FUSEDOPT_BACKEND_NS::entry,
+#define FUSEDOPT_BACKEND_ENTRY_POINTER(entry, optimizer, Hyper, kind, extras) &FUSEDOPT_BACKEND_NS::entry,
 #define FUSEDOPT_BACKEND_OF(label) \
   Backend { label, FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_BACKEND_ENTRY_POINTER) &FUSEDOPT_BACKEND_NS::l2_norm }
 

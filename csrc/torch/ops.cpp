@@ -41,75 +41,15 @@ namespace {
 using torch::stable::detail::from;
 using torch::stable::detail::to;
 
-// ---- the declaration as data -------------------------------------------------------------------
-struct HyperField {
-  const char* name;
-  bool is_flag;  // bool (schema `bool`), else double (schema `float`)
-  double default_value;
-};
-struct StateDecl {
-  const char* key;   // state name; the op's list argument is key + "s"
-  const char* when;  // hyper-parameter that must be nonzero for it to exist ("" = always)
-};
-
-template <class Hyper>
-struct Declared;
-
-#define FUSEDOPT_FIELD_DECL(type, name, default_value) \
-  HyperField{#name, std::is_same<type, bool>::value, static_cast<double>(default_value)},
-#define FUSEDOPT_STATE_DECL(key, when) StateDecl{#key, #when},
-#define FUSEDOPT_FIELD_FROM(type, name, default_value) h.name = static_cast<type>(values[k++]);
-#define FUSEDOPT_DECLARED(optimizer, Hyper)                                              \
-  template <>                                                                            \
-  struct Declared<Hyper> {                                                               \
-    static constexpr const char* name = #optimizer;                                      \
-    static constexpr HyperField fields[] = {FUSEDOPT_HYPER_##optimizer(FUSEDOPT_FIELD_DECL)}; \
-    static constexpr StateDecl states[] = {FUSEDOPT_STATES_##optimizer(FUSEDOPT_STATE_DECL)}; \
-    static Hyper make(const double* values) {                                            \
-      Hyper h;                                                                           \
-      int k = 0;                                                                         \
-      FUSEDOPT_HYPER_##optimizer(FUSEDOPT_FIELD_FROM) return h;                          \
-    }                                                                                    \
-  };
-FUSEDOPT_OPTIMIZERS(FUSEDOPT_DECLARED)
-#undef FUSEDOPT_DECLARED
-#undef FUSEDOPT_FIELD_FROM
-#undef FUSEDOPT_STATE_DECL
-#undef FUSEDOPT_FIELD_DECL
-
-// Index in D::fields of the hyper-parameter `name`, or -1.
-template <class D>
-constexpr int field_index(const char* name) {
-  for (int i = 0; i < static_cast<int>(std::size(D::fields)); ++i) {
-    const char* a = D::fields[i].name;
-    const char* b = name;
-    while (*a != '\0' && *a == *b) ++a, ++b;
-    if (*a == *b) return i;
-  }
-  return -1;
-}
-
-template <class D, size_t... I>
-constexpr bool states_are_well_formed(std::index_sequence<I...>) {
-  return ((D::states[I].when[0] == '\0' || field_index<D>(D::states[I].when) >= 0) && ...) &&
-         std::size(D::states) <= kMaxStates;
-}
-#define FUSEDOPT_CHECK_DECLARED(optimizer, Hyper)                                           \
-  static_assert(states_are_well_formed<Declared<Hyper>>(                                    \
-                    std::make_index_sequence<std::size(Declared<Hyper>::states)>()),         \
-                #optimizer ": a state's `when` names no hyper-parameter, or too many states");
-FUSEDOPT_OPTIMIZERS(FUSEDOPT_CHECK_DECLARED)
-#undef FUSEDOPT_CHECK_DECLARED
-
 // The ops, in declaration order.
 enum class OpId : int {
-#define FUSEDOPT_OP_ID(entry, optimizer, Hyper, extras) entry,
+#define FUSEDOPT_OP_ID(entry, optimizer, Hyper, kind, extras) entry,
   FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_OP_ID)
 #undef FUSEDOPT_OP_ID
 };
 // "fusedopt.adam_": the name errors give (the same in both libraries: it is what users call).
 constexpr const char* kOpLabels[] = {
-#define FUSEDOPT_OP_LABEL(entry, optimizer, Hyper, extras) "fusedopt." #entry "_",
+#define FUSEDOPT_OP_LABEL(entry, optimizer, Hyper, kind, extras) "fusedopt." #entry "_",
     FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_OP_LABEL)
 #undef FUSEDOPT_OP_LABEL
 };
@@ -171,7 +111,7 @@ std::string declaration_line(const char* entry, unsigned extras) {
 
 std::string declarations() {
   std::string s;
-#define FUSEDOPT_DECLARATION_LINE(entry, optimizer, Hyper, extras) \
+#define FUSEDOPT_DECLARATION_LINE(entry, optimizer, Hyper, kind, extras) \
   s += declaration_line<Hyper>(#entry, extras);
   FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_DECLARATION_LINE)
 #undef FUSEDOPT_DECLARATION_LINE
@@ -264,7 +204,7 @@ template <OpId kOp, class Hyper, unsigned kExtras,
           void (*Backend::*kEntry)(const ParamLists&, const Hyper&, const StepInputs&)>
 void optimizer_op(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
   using D = Declared<Hyper>;
-  constexpr size_t kStates = std::size(D::states), kFields = std::size(D::fields);
+  constexpr size_t kStates = D::kStates, kFields = D::kFields;
   const char* op = kOpLabels[static_cast<int>(kOp)];
   ArgReader args(stack, num_args);
   const TensorList params = args.next<TensorList>();
@@ -291,7 +231,7 @@ void optimizer_op(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) 
   std::array<std::string, kStates> names;
   for (size_t i = 0; i < kStates; ++i) {
     const StateDecl& st = D::states[i];
-    if (st.when[0] != '\0' && values[field_index<D>(st.when)] == 0.0) continue;
+    if (st.when[0] != '\0' && values[D::field_index(st.when)] == 0.0) continue;
     names[i] = std::string(st.key) + "s";
     named.push_back({names[i].c_str(), &states[i]});
   }
@@ -404,7 +344,7 @@ Tensor sums_of_squares(TensorList tensors, TensorList scaled, OptionalTensor gra
 FUSEDOPT_LIBRARY(FUSEDOPT_OP_NAMESPACE, m) {
   using namespace fusedopt;
   using namespace fusedopt::torch_glue;
-#define FUSEDOPT_DEF_OPTIMIZER_OP(entry, optimizer, Hyper, extras) \
+#define FUSEDOPT_DEF_OPTIMIZER_OP(entry, optimizer, Hyper, kind, extras) \
   m.def(optimizer_schema<Hyper>(#entry "_", extras).c_str());
   FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_DEF_OPTIMIZER_OP)
 #undef FUSEDOPT_DEF_OPTIMIZER_OP
@@ -427,7 +367,7 @@ int64_t last_error_index() { return g_last_error_index; }
 // The tensor ops, registered per dispatch key: CPU, CUDA (CUDA builds), and the composite key
 // for calls with nothing but empty lists (they carry no device). One device-generic
 // implementation serves every key: backend_for() picks the kernels of the tensors' device.
-#define FUSEDOPT_IMPL_OPTIMIZER_OP(entry, optimizer, Hyper, extras)                      \
+#define FUSEDOPT_IMPL_OPTIMIZER_OP(entry, optimizer, Hyper, kind, extras)                      \
   m.impl(#entry "_", &optimizer_op<OpId::entry, Hyper, extras, &Backend::entry>);
 #define FUSEDOPT_REGISTER_TENSOR_OPS(m)                                   \
   do {                                                                    \

@@ -8,6 +8,10 @@
 // docs/new_optimizer.md lists what else a new optimizer needs. Torch-free.
 #pragma once
 
+#include <type_traits>
+
+#include "fusedopt/tensor_lists.h"  // kMaxStates
+
 // ---- hyper-parameters: F(type, name, default) ---------------------------------------------
 // type is double or bool (schema: float / bool). A hyper-parameter's default here is the op's
 // default; the Python optimizers' constructor defaults are theirs (docs/<name>.md).
@@ -59,19 +63,27 @@
 #define FUSEDOPT_OPTIMIZERS(O) \
   O(adam, AdamHyper) O(sgd, SGDHyper) O(lion, LionHyper) O(lamb, LambHyper) O(lars, LarsHyper)
 
-// ---- the ops: OP(entry, optimizer, Hyper, extras) ----------------------------------------------
+// ---- the ops: OP(entry, optimizer, Hyper, kind, extras) -----------------------------------------
 // Op `fusedopt::<entry>_` runs backend entry point `<entry>(ParamLists, Hyper, StepInputs)`.
+// kind: Elementwise, an update that needs nothing but its own element: both backends run it
+//       from its math header alone (math::ElementwiseStep<Hyper>), through one generic engine;
+//       Passes, an update with reductions between passes: its entry points are written in
+//       csrc/cpu/driver.cpp and csrc/cuda/<optimizer>.cu.
 // extras: the OpExtra flags of its optional tensor inputs and outputs (StepInputs fields).
 #define FUSEDOPT_OPTIMIZER_OPS(OP)                                                           \
-  OP(adam, adam, AdamHyper, 0)                                                               \
-  OP(sgd, sgd, SGDHyper, 0)                                                                  \
-  OP(lion, lion, LionHyper, 0)                                                               \
-  OP(lamb, lamb, LambHyper, kGlobalGradNormIn)                                               \
+  OP(adam, adam, AdamHyper, Elementwise, 0)                                                  \
+  OP(sgd, sgd, SGDHyper, Elementwise, 0)                                                     \
+  OP(lion, lion, LionHyper, Elementwise, 0)                                                  \
+  OP(lamb, lamb, LambHyper, Passes, kGlobalGradNormIn)                                       \
   /* LAMB in two passes for sharded tensors: pass 1 returns the local sums of squares, the    \
      caller all-reduces them, pass 2 applies the trust ratios of the full tensors' sums. */   \
-  OP(lamb_moments, lamb, LambHyper, kGlobalGradNormIn | kNormSumsOut)                         \
-  OP(lamb_apply, lamb, LambHyper, kGlobalGradNormIn | kNormSumsIn | kNormSumsRequired)        \
-  OP(lars, lars, LarsHyper, kNormSumsIn)
+  OP(lamb_moments, lamb, LambHyper, Passes, kGlobalGradNormIn | kNormSumsOut)                 \
+  OP(lamb_apply, lamb, LambHyper, Passes, kGlobalGradNormIn | kNormSumsIn | kNormSumsRequired) \
+  OP(lars, lars, LarsHyper, Passes, kNormSumsIn)
+
+// Expands to M_Elementwise(entry, Hyper) or M_Passes(entry, Hyper): `OP` callbacks use it to
+// treat the kinds apart.
+#define FUSEDOPT_BY_KIND(M, entry, Hyper, kind) M##_##kind(entry, Hyper)
 
 namespace fusedopt {
 
@@ -91,5 +103,68 @@ enum OpExtra : unsigned {
 FUSEDOPT_OPTIMIZERS(FUSEDOPT_DECLARE_HYPER_STRUCT)
 #undef FUSEDOPT_DECLARE_HYPER_STRUCT
 #undef FUSEDOPT_DECLARE_HYPER_FIELD
+
+// ---- the declaration as constexpr data (op schemas, state counts of the engines) -------------
+struct HyperField {
+  const char* name;
+  bool is_flag;  // bool (schema `bool`), else double (schema `float`)
+  double default_value;
+};
+struct StateDecl {
+  const char* key;   // state name; the op's list argument is key + "s"
+  const char* when;  // hyper-parameter that must be nonzero for it to exist ("" = always)
+};
+
+template <class Hyper>
+struct Declared;
+
+constexpr bool same_name(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
+#define FUSEDOPT_FIELD_DECL(type, name, default_value) \
+  HyperField{#name, std::is_same<type, bool>::value, static_cast<double>(default_value)},
+#define FUSEDOPT_STATE_DECL(key, when) StateDecl{#key, #when},
+#define FUSEDOPT_FIELD_FROM(type, name, default_value) h.name = static_cast<type>(values[k++]);
+#define FUSEDOPT_DECLARED(optimizer, Hyper)                                                   \
+  template <>                                                                                 \
+  struct Declared<Hyper> {                                                                    \
+    static constexpr const char* name = #optimizer;                                           \
+    static constexpr HyperField fields[] = {FUSEDOPT_HYPER_##optimizer(FUSEDOPT_FIELD_DECL)};  \
+    static constexpr StateDecl states[] = {FUSEDOPT_STATES_##optimizer(FUSEDOPT_STATE_DECL)};  \
+    static constexpr int kFields = sizeof(fields) / sizeof(fields[0]);                        \
+    static constexpr int kStates = sizeof(states) / sizeof(states[0]);                        \
+    /* Index in fields of the hyper-parameter `field`, or -1. */                              \
+    static constexpr int field_index(const char* field) {                                     \
+      for (int i = 0; i < kFields; ++i)                                                       \
+        if (same_name(fields[i].name, field)) return i;                                       \
+      return -1;                                                                              \
+    }                                                                                         \
+    /* States that exist whatever the hyper-parameters (the fewest a call keeps). */          \
+    static constexpr int min_states() {                                                       \
+      int n = 0;                                                                              \
+      for (const StateDecl& s : states) n += s.when[0] == '\0' ? 1 : 0;                       \
+      return n;                                                                               \
+    }                                                                                         \
+    static constexpr bool well_formed() {                                                     \
+      for (const StateDecl& s : states)                                                       \
+        if (s.when[0] != '\0' && field_index(s.when) < 0) return false;                       \
+      return kStates <= kMaxStates;                                                           \
+    }                                                                                         \
+    /* The struct from its fields' values in declaration order. */                           \
+    static Hyper make(const double* values) {                                                 \
+      Hyper h;                                                                                \
+      int k = 0;                                                                              \
+      FUSEDOPT_HYPER_##optimizer(FUSEDOPT_FIELD_FROM) return h;                               \
+    }                                                                                         \
+  };                                                                                          \
+  static_assert(Declared<Hyper>::well_formed(),                                               \
+                #optimizer ": a state's `when` names no hyper-parameter, or too many states");
+FUSEDOPT_OPTIMIZERS(FUSEDOPT_DECLARED)
+#undef FUSEDOPT_DECLARED
+#undef FUSEDOPT_FIELD_FROM
+#undef FUSEDOPT_STATE_DECL
+#undef FUSEDOPT_FIELD_DECL
 
 }  // namespace fusedopt

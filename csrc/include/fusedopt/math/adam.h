@@ -57,5 +57,24 @@ FUSEDOPT_HD FUSEDOPT_INLINE void adam_element(T& p, T g, T& m, T& v, T& vmax, bo
   p = p - c.step_size * (m / denom);
 }
 
+template <>
+struct ElementwiseStep<AdamHyper> {  // states: exp_avg, exp_avg_sq, [max_exp_avg_sq]
+  template <class T>
+  struct Coeffs {
+    AdamCoeffs<T> c;
+    T inv_scale;
+    bool maximize;
+  };
+  template <class T>
+  FUSEDOPT_HD static Coeffs<T> coeffs(const AdamHyper& h, double lr, float step, double inv) {
+    return {adam_coeffs<T>(h, lr, step), T(inv), h.maximize};
+  }
+  template <class T, int kStates>
+  FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& m, T& v, T& vmax,
+                                                  const Coeffs<T>& k) {
+    adam_element<T>(p, g * k.inv_scale, m, v, vmax, kStates == 3, k.maximize, k.c);
+  }
+};
+
 }  // namespace math
 }  // namespace fusedopt

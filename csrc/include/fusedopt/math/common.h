@@ -36,5 +36,16 @@ FUSEDOPT_HD FUSEDOPT_INLINE T sign_(T x) {
 // one function, so CPU and emulated CUDA agree bit for bit.
 FUSEDOPT_HD inline double one_minus_pow(double beta, double step) { return 1.0 - pow(beta, step); }
 
+// The update of an Elementwise optimizer (fusedopt/optimizers.h), specialized in its math
+// header, in the form both engines run: the CPU tile loop (csrc/cpu/kernels_impl.h) and the CUDA
+// multi-tensor kernel call
+//   Coeffs<T> coeffs<T>(const Hyper&, double lr, float step, double inv_grad_scale)
+// once per tensor and chunk (step: the tensor's step count, already advanced), then
+//   element<T, kStates>(T& p, T raw_grad, T& s0, T& s1, T& s2, const Coeffs<T>&)
+// per element, with the states in declaration order (kStates of them are real: those this call
+// keeps; the rest are scratch the element must ignore).
+template <class Hyper>
+struct ElementwiseStep;
+
 }  // namespace math
 }  // namespace fusedopt

@@ -38,5 +38,23 @@ FUSEDOPT_HD FUSEDOPT_INLINE void lion_element(T& p, T g, T& m, bool maximize,
   m = c.beta2 * m + c.one_minus_beta2 * g;
 }
 
+template <>
+struct ElementwiseStep<LionHyper> {  // states: exp_avg
+  template <class T>
+  struct Coeffs {
+    LionCoeffs<T> c;
+    T inv_scale;
+    bool maximize;
+  };
+  template <class T>
+  FUSEDOPT_HD static Coeffs<T> coeffs(const LionHyper& h, double lr, float, double inv) {
+    return {lion_coeffs<T>(h, lr), T(inv), h.maximize};
+  }
+  template <class T, int kStates>
+  FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& m, T&, T&, const Coeffs<T>& k) {
+    lion_element<T>(p, g * k.inv_scale, m, k.maximize, k.c);
+  }
+};
+
 }  // namespace math
 }  // namespace fusedopt
