@@ -49,10 +49,7 @@ void set_two_pass_limits(const TwoPassLimits& limits);
 // and so on. Every entry point advances the step counters, except lamb_apply (the second pass of
 // a step whose first pass, lamb_moments, advanced them); a skipped step (found_inf) changes
 // nothing. lamb() is lamb_moments and lamb_apply with local sums.
-#define FUSEDOPT_CPU_ENTRY(entry, optimizer, Hyper, kind, extras) \
-  void entry(const ParamLists& lists, const Hyper& hyper, const StepInputs& in);
-FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CPU_ENTRY)
-#undef FUSEDOPT_CPU_ENTRY
+FUSEDOPT_DECLARE_ENTRY_POINTS
 
 // L2 norms of (x / grad_scale): per_tensor[count] (may be null) and/or the global norm over all
 // tensors (may be null), and/or the per-tensor sums of squares (squares[count], may be null).

@@ -336,17 +336,13 @@ void run_elementwise(const ParamLists& L, const Hyper& h, const StepInputs& in,
 }
 }  // namespace
 
-#define FUSEDOPT_CPU_ENTRY_Elementwise(entry, Hyper)                        \
+// The entry points of the Elementwise ops (those of the Passes ops follow).
+#define FUSEDOPT_ELEMENTWISE_EACH(entry, Hyper)                           \
   void entry(const ParamLists& L, const Hyper& h, const StepInputs& in) { \
     run_elementwise(L, h, in, &KernelTable::entry);                       \
   }
-#define FUSEDOPT_CPU_ENTRY_Passes(entry, Hyper)  // below
-#define FUSEDOPT_CPU_ENTRY(entry, optimizer, Hyper, kind, extras) \
-  FUSEDOPT_BY_KIND(FUSEDOPT_CPU_ENTRY, entry, Hyper, kind)
-FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CPU_ENTRY)
-#undef FUSEDOPT_CPU_ENTRY
-#undef FUSEDOPT_CPU_ENTRY_Passes
-#undef FUSEDOPT_CPU_ENTRY_Elementwise
+FUSEDOPT_FOR_EACH_ELEMENTWISE_OP
+#undef FUSEDOPT_ELEMENTWISE_EACH
 
 namespace {
 // lr * the trust ratio of one tensor, from its sums of squares: the ratio is rounded to float

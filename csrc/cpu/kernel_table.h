@@ -29,15 +29,10 @@ struct KernelTable {
   const char* name;
   // One chunk kernel per Elementwise op of fusedopt/optimizers.h, e.g.
   //   void (*adam)(const ParamLists&, const AdamHyper&, double lr, double inv_scale, const ChunkRef&);
-#define FUSEDOPT_CHUNK_KERNEL_Elementwise(entry, Hyper) \
+#define FUSEDOPT_ELEMENTWISE_EACH(entry, Hyper) \
   void (*entry)(const ParamLists&, const Hyper&, double lr, double inv_scale, const ChunkRef&);
-#define FUSEDOPT_CHUNK_KERNEL_Passes(entry, Hyper)
-#define FUSEDOPT_CHUNK_KERNEL(entry, optimizer, Hyper, kind, extras) \
-  FUSEDOPT_BY_KIND(FUSEDOPT_CHUNK_KERNEL, entry, Hyper, kind)
-  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CHUNK_KERNEL)
-#undef FUSEDOPT_CHUNK_KERNEL
-#undef FUSEDOPT_CHUNK_KERNEL_Passes
-#undef FUSEDOPT_CHUNK_KERNEL_Elementwise
+  FUSEDOPT_FOR_EACH_ELEMENTWISE_OP
+#undef FUSEDOPT_ELEMENTWISE_EACH
   // The passes of LAMB and LARS.
   // u_out: optional buffer for the chunk's update directions (compute type), see lamb_apply_direction.
   SquaresPartial (*lamb_moments)(const ParamLists&, const LambHyper&, double inv_scale,

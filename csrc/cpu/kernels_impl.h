@@ -375,17 +375,12 @@ void sum_squares_typed(const SquaresRange* ranges, int count, double mult, doubl
 constexpr KernelTable kernel_table(const char* name) {
   KernelTable t{};
   t.name = name;
-#define FUSEDOPT_CHUNK_KERNEL_Elementwise(entry, Hyper)                                    \
+#define FUSEDOPT_ELEMENTWISE_EACH(entry, Hyper)                                             \
   t.entry = [](const ParamLists& L, const Hyper& h, double lr, double inv, const ChunkRef& ck) { \
     FUSEDOPT_DISPATCH_P(L.param_dtype, (elementwise_chunk_for<Hyper, P>(L, h, lr, inv, ck)));  \
   };
-#define FUSEDOPT_CHUNK_KERNEL_Passes(entry, Hyper)
-#define FUSEDOPT_CHUNK_KERNEL(entry, optimizer, Hyper, kind, extras) \
-  FUSEDOPT_BY_KIND(FUSEDOPT_CHUNK_KERNEL, entry, Hyper, kind)
-  FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CHUNK_KERNEL)
-#undef FUSEDOPT_CHUNK_KERNEL
-#undef FUSEDOPT_CHUNK_KERNEL_Passes
-#undef FUSEDOPT_CHUNK_KERNEL_Elementwise
+  FUSEDOPT_FOR_EACH_ELEMENTWISE_OP
+#undef FUSEDOPT_ELEMENTWISE_EACH
   t.lamb_moments = [](const ParamLists& L, const LambHyper& h, double inv, float gnorm,
                       void* u_out, const ChunkRef& ck) {
     return FUSEDOPT_DISPATCH_P(L.param_dtype,

@@ -56,10 +56,7 @@ bool set_table_layout(TableLayout layout);  // false if not compiled in
 TableLayout table_layout();
 
 // ---- optimizers: the entry points of fusedopt/optimizers.h, as in fusedopt::cpu -------------
-#define FUSEDOPT_CUDA_ENTRY(entry, optimizer, Hyper, kind, extras) \
-  void entry(const ParamLists& lists, const Hyper& hyper, const StepInputs& in);
-FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_CUDA_ENTRY)
-#undef FUSEDOPT_CUDA_ENTRY
+FUSEDOPT_DECLARE_ENTRY_POINTS
 void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t count,
              const float* grad_scale, float* per_tensor, float* global,
              double* squares = nullptr);

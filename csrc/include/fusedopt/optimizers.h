@@ -81,9 +81,19 @@
   OP(lamb_apply, lamb, LambHyper, Passes, kGlobalGradNormIn | kNormSumsIn | kNormSumsRequired) \
   OP(lars, lars, LarsHyper, Passes, kNormSumsIn)
 
-// Expands to M_Elementwise(entry, Hyper) or M_Passes(entry, Hyper): `OP` callbacks use it to
-// treat the kinds apart.
-#define FUSEDOPT_BY_KIND(M, entry, Hyper, kind) M##_##kind(entry, Hyper)
+// FUSEDOPT_FOR_EACH_ELEMENTWISE_OP expands FUSEDOPT_ELEMENTWISE_EACH(entry, Hyper), which the
+// user defines first, for every Elementwise op (what the generic engines instantiate).
+#define FUSEDOPT_ELEMENTWISE_SELECT_Elementwise(entry, Hyper) FUSEDOPT_ELEMENTWISE_EACH(entry, Hyper)
+#define FUSEDOPT_ELEMENTWISE_SELECT_Passes(entry, Hyper)
+#define FUSEDOPT_ELEMENTWISE_SELECT(entry, optimizer, Hyper, kind, extras) \
+  FUSEDOPT_ELEMENTWISE_SELECT_##kind(entry, Hyper)
+#define FUSEDOPT_FOR_EACH_ELEMENTWISE_OP FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_ELEMENTWISE_SELECT)
+
+// Declares every op's backend entry point in the enclosing namespace (each backend's API header):
+//   void adam(const ParamLists&, const AdamHyper&, const StepInputs&);  ...
+#define FUSEDOPT_ENTRY_POINT(entry, optimizer, Hyper, kind, extras) \
+  void entry(const ParamLists& lists, const Hyper& hyper, const StepInputs& in);
+#define FUSEDOPT_DECLARE_ENTRY_POINTS FUSEDOPT_OPTIMIZER_OPS(FUSEDOPT_ENTRY_POINT)
 
 namespace fusedopt {
 
