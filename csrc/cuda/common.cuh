@@ -26,6 +26,12 @@
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
+// Table arithmetic shared with the host-only planner (launch_plan.h).
+using cuda_plan::kMaxBlocksPerLaunch;
+using cuda_plan::slot_capacity;
+using cuda_plan::step_capacity;
+using cuda_plan::tensor_capacity;
+
 // ---- storage types ----------------------------------------------------------------------------
 // Storage<S>: compute type C and the conversions (round-to-nearest-even, as the CPU backend).
 // Vector I/O moves kILP = 4 consecutive elements: 16 bytes for float (one 128-bit access),

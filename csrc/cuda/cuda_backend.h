@@ -19,6 +19,7 @@
 #include "fusedopt/optimizers.h"
 #include "fusedopt/scalar.h"
 #include "fusedopt/tensor_lists.h"
+#include "launch_plan.h"
 
 #if defined(FUSEDOPT_SIMT)
 #define FUSEDOPT_CUDA_NS cuda_emulated
@@ -51,7 +52,7 @@ void set_allocator(AllocFn alloc, FreeFn free);
 // (CUDART_VERSION; override with -DFUSEDOPT_CUDA_PARAM_BYTES=4096); the emulated build has both
 // and can switch at run time (tests run both; default k4KB there because the emulator copies
 // the parameters into every emulated thread).
-enum class TableLayout { k4KB = 4096, k32KB = 32764 };
+using cuda_plan::TableLayout;  // enum class { k4KB = 4096, k32KB = 32764 }
 bool set_table_layout(TableLayout layout);  // false if not compiled in
 TableLayout table_layout();
 
@@ -82,10 +83,10 @@ std::vector<PlannedLaunch> plan_op(const PlanShape& shape, const int64_t* numel,
 // Tensors one table of `lists` pointer lists holds under `layout`.
 int table_capacity(int lists, TableLayout layout);
 
-// Engine constants (documented in docs/kernels.md).
-constexpr int64_t kChunkSize = 65536;  // elements per block
-constexpr int kBlockThreads = 256;
-constexpr int kILP = 4;                // elements per thread per iteration
+// Engine constants (launch_plan.h; documented in docs/kernels.md).
+using cuda_plan::kBlockThreads;
+using cuda_plan::kChunkSize;
+using cuda_plan::kILP;
 
 }  // namespace FUSEDOPT_CUDA_NS
 }  // namespace fusedopt

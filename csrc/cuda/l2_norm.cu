@@ -1,17 +1,16 @@
 // Per-tensor and global L2 norms of x / grad_scale: one read pass (4 B/elem fp32) writing
 // per-chunk partials, then one cleanup block (per-tensor sums in chunk order, global sum in a
 // fixed tree). No atomics: bitwise reproducible.
-#include "multi_tensor.cuh"
+#include "host_launch.cuh"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
+// The norm's input is the op's only list (the "param" slot): read-only.
 template <class C_>
-struct SquaresOp {
+struct SquaresOp : ElementOp<C_, 0> {
   using C = C_;
-  static constexpr int kStates = 0;
   static constexpr bool kHasGrad = false, kWriteParam = false, kReduce = true;
-  static constexpr unsigned kReadStates = 0u, kWriteStates = 0u;
   StepInputs in;  // grad_scale only
   struct Coeffs {
     C mult;
@@ -56,7 +55,7 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
     dispatch_dtype(dtype, [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
       using Op = SquaresOp<typename Storage<S>::C>;
-      run_multi_tensor<Op, S, false, kPB>(L, Op{in}, scratch.partials, bases, stream);
+      run_multi_tensor<Op, S, false, kPB>(L, Op{{}, in}, scratch.partials, bases, stream);
     });
     run_cleanup<NormFin, kPB>(NormFin{in, per_tensor, squares, scratch.tsum}, count, nullptr, bases,
                               scratch.partials, global, stream);

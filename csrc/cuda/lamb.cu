@@ -7,18 +7,17 @@
 // Sharded tensors (lamb_moments / lamb_apply): pass 1's cleanup writes the per-tensor sums
 // instead of the ratios; the caller all-reduces them; pass 2 derives each block's lr * ratio
 // from the full sums.
-#include "multi_tensor.cuh"
-#include "fusedopt/math/lamb.h"
+#include "host_launch.cuh"
+#include "fusedopt/math.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
+// States: exp_avg, exp_avg_sq (both passes).
 template <class C_>
-struct LambMomentsOp {
+struct LambMomentsOp : ElementOp<C_, 2> {
   using C = C_;
-  static constexpr int kStates = 2;  // exp_avg, exp_avg_sq
-  static constexpr bool kHasGrad = true, kWriteParam = false, kReduce = true;
-  static constexpr unsigned kReadStates = 3u, kWriteStates = 3u;
+  static constexpr bool kWriteParam = false, kReduce = true;
   LambHyper h;
   StepInputs in;
   const float* global_grad_norm;
@@ -61,11 +60,10 @@ struct LambSumsFin {
 };
 
 template <class C_>
-struct LambApplyOp {
+struct LambApplyOp : ElementOp<C_, 2> {
   using C = C_;
-  static constexpr int kStates = 2;
-  static constexpr bool kHasGrad = false, kWriteParam = true, kReduce = false;
-  static constexpr unsigned kReadStates = 3u, kWriteStates = 0u;
+  static constexpr bool kHasGrad = false;   // pass 2 recomputes u from m, v and p
+  static constexpr unsigned kWriteStates = 0u;
   LambHyper h;
   StepInputs in;
   const float* global_grad_norm;
@@ -116,7 +114,7 @@ void run_lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       using Pass2 = LambApplyOp<C>;
       if (passes != LambPasses::kApply)
         run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
-                                            Pass1{h, in, global_grad_norm}, scratch.partials,
+                                            Pass1{{}, h, in, global_grad_norm}, scratch.partials,
                                             bases, stream);
       if (passes == LambPasses::kBoth)
         run_cleanup<LambFin, kPB>(LambFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
@@ -127,7 +125,7 @@ void run_lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
       if (passes != LambPasses::kMoments)
         run_multi_tensor<Pass2, P, kM, kPB>(
             optimizer_lists(L, false, kM, 2),
-            Pass2{h, in, global_grad_norm, scratch.per_tensor, sums_in}, nullptr, {}, stream);
+            Pass2{{}, h, in, global_grad_norm, scratch.per_tensor, sums_in}, nullptr, {}, stream);
     });
   });
 }

@@ -1,17 +1,15 @@
 // Lion: one pass (reads p, g, m; writes p, m: 20 B/elem in fp32) after the step launch.
-#include "multi_tensor.cuh"
-#include "fusedopt/math/lion.h"
+#include "host_launch.cuh"
+#include "fusedopt/math.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
+// State: exp_avg.
 template <class C_, int kStates_ = 1>
-struct LionOp {
+struct LionOp : ElementOp<C_, kStates_> {
   using C = C_;
-  static constexpr int kStates = kStates_;  // exp_avg
   static_assert(kStates_ == 1, "Lion keeps one state");
-  static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
-  static constexpr unsigned kReadStates = 1u, kWriteStates = 1u;
   LionHyper h;
   StepInputs in;
   struct Coeffs {

@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "multi_tensor.cuh"
+#include "host_launch.cuh"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {

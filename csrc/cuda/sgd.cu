@@ -4,19 +4,16 @@
 //         the steps) -> the momentum update (20 B/elem). Without adaptation: step launch + update.
 //         Sharded tensors: the caller passes the full tensors' sums of squares instead of the
 //         norm pass (step launch + update; each block derives its ratio from the sums).
-#include "multi_tensor.cuh"
-#include "fusedopt/math/sgd.h"
-#include "fusedopt/math/lars.h"
+#include "host_launch.cuh"
+#include "fusedopt/math.h"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
+// State: [momentum_buffer].
 template <class C_, int kStates_>
-struct SgdOp {
+struct SgdOp : ElementOp<C_, kStates_> {
   using C = C_;
-  static constexpr int kStates = kStates_;  // [momentum_buffer]
-  static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
-  static constexpr unsigned kReadStates = (1u << kStates_) - 1u, kWriteStates = kReadStates;
   SGDHyper h;
   StepInputs in;
   struct Coeffs {
@@ -27,19 +24,17 @@ struct SgdOp {
     return {math::momentum_coeffs<C>(in.lr.get(), h.momentum, h.dampening, *step),
             C(in.inv_grad_scale()), C(h.weight_decay)};
   }
-  __device__ __forceinline__ void element(C& p, C g, C (&s)[kStates > 0 ? kStates : 1],
-                                          const Coeffs& k, double&, double&) const {
-    math::sgd_element<C>(p, g * k.inv, s[0], k.wd, kStates == 1, h.nesterov, h.maximize, k.c);
+  __device__ __forceinline__ void element(C& p, C g, typename SgdOp::States& s, const Coeffs& k,
+                                          double&, double&) const {
+    math::sgd_element<C>(p, g * k.inv, s[0], k.wd, kStates_ == 1, h.nesterov, h.maximize, k.c);
   }
 };
 
 // LARS pass 1: ||p||^2 and ||g / scale||^2 partials (read-only).
 template <class C_>
-struct LarsNormOp {
+struct LarsNormOp : ElementOp<C_, 0> {
   using C = C_;
-  static constexpr int kStates = 0;
-  static constexpr bool kHasGrad = true, kWriteParam = false, kReduce = true;
-  static constexpr unsigned kReadStates = 0u, kWriteStates = 0u;
+  static constexpr bool kWriteParam = false, kReduce = true;
   StepInputs in;
   struct Coeffs {
     C inv;
@@ -68,12 +63,10 @@ struct LarsFin {
   }
 };
 
+// State: [momentum_buffer].
 template <class C_, int kStates_>
-struct LarsApplyOp {
+struct LarsApplyOp : ElementOp<C_, kStates_> {
   using C = C_;
-  static constexpr int kStates = kStates_;
-  static constexpr bool kHasGrad = true, kWriteParam = true, kReduce = false;
-  static constexpr unsigned kReadStates = (1u << kStates_) - 1u, kWriteStates = kReadStates;
   LarsHyper h;
   StepInputs in;
   const float* ratio;        // per tensor, from the cleanup; or
@@ -93,9 +86,9 @@ struct LarsApplyOp {
             C(in.inv_grad_scale()), C(static_cast<float>(h.weight_decay)),  // as the CPU backend
             C(r)};
   }
-  __device__ __forceinline__ void element(C& p, C g, C (&s)[kStates > 0 ? kStates : 1],
+  __device__ __forceinline__ void element(C& p, C g, typename LarsApplyOp::States& s,
                                           const Coeffs& k, double&, double&) const {
-    math::lars_element<C>(p, g * k.inv, s[0], k.wd, k.ratio, kStates == 1, h.nesterov, k.c);
+    math::lars_element<C>(p, g * k.inv, s[0], k.wd, k.ratio, kStates_ == 1, h.nesterov, k.c);
   }
 };
 
@@ -120,7 +113,7 @@ void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in) {
       constexpr bool kM = decltype(master)::value;
       if (norm_pass) {
         using NormOp = LarsNormOp<C>;
-        run_multi_tensor<NormOp, P, kM, kPB>(optimizer_lists(L, true, kM, 0), NormOp{in},
+        run_multi_tensor<NormOp, P, kM, kPB>(optimizer_lists(L, true, kM, 0), NormOp{{}, in},
                                              scratch.partials, bases, stream);
         run_cleanup<LarsFin, kPB>(LarsFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
                                   L.step, bases, scratch.partials, nullptr, stream);
@@ -131,7 +124,7 @@ void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in) {
         constexpr int kS = decltype(mom)::value ? 1 : 0;
         using Op = LarsApplyOp<C, kS>;
         run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS),
-                                         Op{h, in, norm_pass ? scratch.per_tensor : nullptr,
+                                         Op{{}, h, in, norm_pass ? scratch.per_tensor : nullptr,
                                             adapt ? norm_sums : nullptr},
                                          nullptr, {}, stream);
       });
