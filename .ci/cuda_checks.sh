@@ -106,8 +106,15 @@ PATH="$NVBIN:$PATH" python3 - "$OUT" <<'EOF'
 import glob, os, re, subprocess, sys
 out = sys.argv[1]
 # Optimizer element ops and what their fp32 fast path must show.
-WRITES = {"AdamOp": True, "SgdOp": True, "LionOp": True, "LambMomentsOp": True,
-          "LambApplyOp": True, "LarsApplyOp": True, "LarsNormOp": False, "SquaresOp": False}
+# (Elementwise<Hyper>: the generic op of every Elementwise optimizer, csrc/cuda/elementwise.cu.)
+WRITES = {"Elementwise<AdamHyper>": True, "Elementwise<SGDHyper>": True,
+          "Elementwise<LionHyper>": True, "LambMomentsOp": True, "LambApplyOp": True,
+          "LarsApplyOp": True, "LarsNormOp": False, "SquaresOp": False}
+OP = r"fusedopt::cuda::(?:Elementwise<fusedopt::(\w+)>::Op|(\w+))<float(?:, \d+)?>"
+
+
+def op_name(m):
+    return f"Elementwise<{m.group(1)}>" if m.group(1) else m.group(2)
 seen, bad = {}, []
 for cubin in sorted(glob.glob(os.path.join(out, "cubin", "*.cubin"))):
     arch = cubin.rsplit(".", 2)[-2]
@@ -117,10 +124,10 @@ for cubin in sorted(glob.glob(os.path.join(out, "cubin", "*.cubin"))):
     names = subprocess.run(["c++filt"], input="\n".join(mangled), capture_output=True,
                            text=True).stdout.splitlines()
     for body, name in zip(funcs, names):
-        m = re.search(r"multi_tensor_kernel<fusedopt::cuda::(\w+)<float(?:, \d+)?>, float, false, (\d+)>", name)
+        m = re.search(r"multi_tensor_kernel<" + OP + r", float, false, (\d+)>", name)
         if not m:
             continue
-        op = m.group(1)
+        op = op_name(m)
         ldg128 = len(re.findall(r"\bLDG\.E\.128\b", body))
         stg128 = len(re.findall(r"\bSTG\.E\.128\b", body))
         key = (arch, re.sub(r"\(.*", "", name).replace("void fusedopt::cuda::", ""))
@@ -130,7 +137,7 @@ for cubin in sorted(glob.glob(os.path.join(out, "cubin", "*.cubin"))):
 with open(os.path.join(out, "sass_check.txt"), "w") as f:
     for (arch, k), (l, s) in sorted(seen.items()):
         f.write(f"{arch}\tLDG.E.128={l}\tSTG.E.128={s}\t{k}\n")
-ops = {re.search(r"(\w+)<float", k).group(1) for (_, k) in seen}
+ops = {op_name(re.search(OP, "fusedopt::cuda::" + k)) for (_, k) in seen}
 missing = set(WRITES) - ops
 if missing:
     sys.exit(f"SASS check: no fp32 instance found for {sorted(missing)}")

@@ -194,13 +194,14 @@ void elementwise_chunk(const ParamLists& L, const Hyper& h, double lr, double in
   using C = ComputeT<P>;
   using Step = math::ElementwiseStep<Hyper>;
   const auto k = Step::template coeffs<C>(h, lr, *L.step[ck.tensor], inv_scale);
+  const Hyper flags = h;  // a local copy: no store through p or the states can change it
   for_each_tile<P, true>(L, ck, [&](C* __restrict p, const C* __restrict g, C* __restrict s0,
                                     C* __restrict s1, C* __restrict s2, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       C unused0 = C(0), unused1 = C(0), unused2 = C(0);  // states this call does not keep
       Step::template element<C, kStates>(p[i], g[i], kStates > 0 ? s0[i] : unused0,
                                          kStates > 1 ? s1[i] : unused1,
-                                         kStates > 2 ? s2[i] : unused2, k);
+                                         kStates > 2 ? s2[i] : unused2, flags, k);
     }
   });
 }

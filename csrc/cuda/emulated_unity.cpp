@@ -10,8 +10,7 @@
 #include "fusedopt_simt.h"
 
 #include "runtime.cu"
-#include "adam.cu"
-#include "sgd.cu"
-#include "lion.cu"
+#include "elementwise.cu"
+#include "lars.cu"
 #include "lamb.cu"
 #include "l2_norm.cu"

@@ -63,16 +63,15 @@ struct ElementwiseStep<AdamHyper> {  // states: exp_avg, exp_avg_sq, [max_exp_av
   struct Coeffs {
     AdamCoeffs<T> c;
     T inv_scale;
-    bool maximize;
   };
   template <class T>
   FUSEDOPT_HD static Coeffs<T> coeffs(const AdamHyper& h, double lr, float step, double inv) {
-    return {adam_coeffs<T>(h, lr, step), T(inv), h.maximize};
+    return {adam_coeffs<T>(h, lr, step), T(inv)};
   }
   template <class T, int kStates>
   FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& m, T& v, T& vmax,
-                                                  const Coeffs<T>& k) {
-    adam_element<T>(p, g * k.inv_scale, m, v, vmax, kStates == 3, k.maximize, k.c);
+                                                  const AdamHyper& h, const Coeffs<T>& k) {
+    adam_element<T>(p, g * k.inv_scale, m, v, vmax, kStates == 3, h.maximize, k.c);
   }
 };
 

@@ -41,8 +41,8 @@ FUSEDOPT_HD inline double one_minus_pow(double beta, double step) { return 1.0 -
 // multi-tensor kernel call
 //   Coeffs<T> coeffs<T>(const Hyper&, double lr, float step, double inv_grad_scale)
 // once per tensor and chunk (step: the tensor's step count, already advanced), then
-//   element<T, kStates>(T& p, T raw_grad, T& s0, T& s1, T& s2, const Coeffs<T>&)
-// per element, with the states in declaration order (kStates of them are real: those this call
+//   element<T, kStates>(T& p, T raw_grad, T& s0, T& s1, T& s2, const Hyper&, const Coeffs<T>&)
+// per element (flags are read from the Hyper: on the GPU it stays in kernel-parameter space), with the states in declaration order (kStates of them are real: those this call
 // keeps; the rest are scratch the element must ignore).
 template <class Hyper>
 struct ElementwiseStep;

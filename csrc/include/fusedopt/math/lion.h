@@ -44,15 +44,15 @@ struct ElementwiseStep<LionHyper> {  // states: exp_avg
   struct Coeffs {
     LionCoeffs<T> c;
     T inv_scale;
-    bool maximize;
   };
   template <class T>
   FUSEDOPT_HD static Coeffs<T> coeffs(const LionHyper& h, double lr, float, double inv) {
-    return {lion_coeffs<T>(h, lr), T(inv), h.maximize};
+    return {lion_coeffs<T>(h, lr), T(inv)};
   }
   template <class T, int kStates>
-  FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& m, T&, T&, const Coeffs<T>& k) {
-    lion_element<T>(p, g * k.inv_scale, m, k.maximize, k.c);
+  FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& m, T&, T&, const LionHyper& h,
+                                                  const Coeffs<T>& k) {
+    lion_element<T>(p, g * k.inv_scale, m, h.maximize, k.c);
   }
 };
 

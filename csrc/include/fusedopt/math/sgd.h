@@ -54,17 +54,16 @@ struct ElementwiseStep<SGDHyper> {  // states: [momentum_buffer]
   struct Coeffs {
     MomentumCoeffs<T> c;
     T inv_scale, weight_decay;
-    bool nesterov, maximize;
   };
   template <class T>
   FUSEDOPT_HD static Coeffs<T> coeffs(const SGDHyper& h, double lr, float step, double inv) {
-    return {momentum_coeffs<T>(lr, h.momentum, h.dampening, step), T(inv), T(h.weight_decay),
-            h.nesterov, h.maximize};
+    return {momentum_coeffs<T>(lr, h.momentum, h.dampening, step), T(inv), T(h.weight_decay)};
   }
   template <class T, int kStates>
-  FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& buf, T&, T&, const Coeffs<T>& k) {
-    sgd_element<T>(p, g * k.inv_scale, buf, k.weight_decay, kStates == 1, k.nesterov,
-                   k.maximize, k.c);
+  FUSEDOPT_HD FUSEDOPT_INLINE static void element(T& p, T g, T& buf, T&, T&, const SGDHyper& h,
+                                                  const Coeffs<T>& k) {
+    sgd_element<T>(p, g * k.inv_scale, buf, k.weight_decay, kStates == 1, h.nesterov,
+                   h.maximize, k.c);
   }
 };
 

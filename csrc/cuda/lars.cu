@@ -1,5 +1,4 @@
-// SGD (momentum / dampening / Nesterov) and LARS, which share the heavy-ball step.
-//   SGD:  step launch, then one pass (momentum: reads p, g, buf; writes p, buf: 20 B/elem fp32).
+// LARS, on SGD's heavy-ball step (SGD itself is Elementwise: elementwise.cu).
 //   LARS: norm pass (reads p, g: 8 B/elem) -> per-tensor trust ratio (cleanup, also advances
 //         the steps) -> the momentum update (20 B/elem). Without adaptation: step launch + update.
 //         Sharded tensors: the caller passes the full tensors' sums of squares instead of the
@@ -9,26 +8,6 @@
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
-
-// State: [momentum_buffer].
-template <class C_, int kStates_>
-struct SgdOp : ElementOp<C_, kStates_> {
-  using C = C_;
-  SGDHyper h;
-  StepInputs in;
-  struct Coeffs {
-    math::MomentumCoeffs<C> c;
-    C inv, wd;
-  };
-  __device__ __forceinline__ Coeffs coeffs(const float* step, int) const {
-    return {math::momentum_coeffs<C>(in.lr.get(), h.momentum, h.dampening, *step),
-            C(in.inv_grad_scale()), C(h.weight_decay)};
-  }
-  __device__ __forceinline__ void element(C& p, C g, typename SgdOp::States& s, const Coeffs& k,
-                                          double&, double&) const {
-    math::sgd_element<C>(p, g * k.inv, s[0], k.wd, kStates_ == 1, h.nesterov, h.maximize, k.c);
-  }
-};
 
 // LARS pass 1: ||p||^2 and ||g / scale||^2 partials (read-only).
 template <class C_>
@@ -91,11 +70,6 @@ struct LarsApplyOp : ElementOp<C_, kStates_> {
     math::lars_element<C>(p, g * k.inv, s[0], k.wd, k.ratio, kStates_ == 1, h.nesterov, k.c);
   }
 };
-
-void sgd(const ParamLists& L, const SGDHyper& h, const StepInputs& in) {
-  if (h.momentum != 0.0) run_single_pass<SgdOp, 1>(L, h, in);
-  else run_single_pass<SgdOp, 0>(L, h, in);
-}
 
 void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in) {
   if (L.count <= 0) return;
