@@ -27,7 +27,6 @@ namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
 
 // Table arithmetic shared with the host-only planner (launch_plan.h).
-using cuda_plan::kMaxBlocksPerLaunch;
 using cuda_plan::slot_capacity;
 using cuda_plan::step_capacity;
 using cuda_plan::tensor_capacity;

@@ -13,8 +13,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <vector>
 
 #include "fusedopt/optimizers.h"
 #include "fusedopt/scalar.h"
@@ -62,26 +60,9 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
              const float* grad_scale, float* per_tensor, float* global,
              double* squares = nullptr);
 
-// ---- launch planning (host arithmetic only, no device memory touched) ------------------------
-// The launches an op issues for a list shaped like `numel` (the driver uses the same plans).
-enum class OpKind { kAdam, kSGD, kLion, kLamb, kLars, kL2Norm };
-struct PlannedLaunch {
-  std::string kernel;  // "step", "update", "reduce", "cleanup", "finish"
-  int64_t blocks;
-  int threads;
-};
-struct PlanShape {
-  OpKind op = OpKind::kAdam;
-  int num_states = 2;     // state lists the op reads/writes
-  bool master = false;    // fp32 master weights present
-  bool adapt = true;      // LARS: trust ratio on
-  bool per_tensor = true; // l2_norm: per-tensor output requested
-  bool global = false;    // l2_norm: global output requested
-};
-std::vector<PlannedLaunch> plan_op(const PlanShape& shape, const int64_t* numel, int64_t count,
-                                   TableLayout layout);
-// Tensors one table of `lists` pointer lists holds under `layout`.
-int table_capacity(int lists, TableLayout layout);
+// ---- launch planning ---------------------------------------------------------------------------
+// Which launches an op issues for a list shaped like numel: fusedopt::cuda_plan::plan_op
+// (launch_plan.h; host arithmetic only, the same plan for both backends, used by every op).
 
 // Engine constants (launch_plan.h; documented in docs/kernels.md).
 using cuda_plan::kBlockThreads;

@@ -1,7 +1,10 @@
-// The host side of the engine: table layout selection, the launchers that fill the by-value
-// tables and issue the multi-tensor, cleanup and step kernels, the per-call scratch, and the
-// wiring shared by the optimizer ops (list order, dtype / master dispatch, the single-pass step).
-// Each op in csrc/cuda/*.cu includes this header and nothing else of the engine.
+// The host side of the engine: table layout selection, the runners that execute one pass of an
+// op's launch plan (launch_plan.h) by filling the by-value tables and issuing the multi-tensor,
+// cleanup, finish and step kernels, the per-call scratch, and the wiring shared by the
+// optimizer ops (list order, dtype / master dispatch, the single-pass step). A runner launches
+// exactly the tables its pass lists and checks that the pass fits the kernel it instantiates:
+// the plan the op runs is the plan plan_op() reports. Each op in csrc/cuda/*.cu includes this
+// header and nothing else of the engine.
 #pragma once
 
 #include <cstring>
@@ -10,11 +13,17 @@
 #include <type_traits>
 #include <vector>
 
-#include "fusedopt/planner.h"
+#include "launch_plan.h"
 #include "multi_tensor_kernel.cuh"
 
 namespace fusedopt {
 namespace FUSEDOPT_CUDA_NS {
+
+using cuda_plan::Kernel;
+using cuda_plan::OpKind;
+using cuda_plan::OpPlan;
+using cuda_plan::Pass;
+using cuda_plan::PlanShape;
 
 Stream current_stream();
 void* scratch_alloc(size_t bytes, Stream s);
@@ -58,24 +67,25 @@ inline std::vector<int64_t> chunk_bases(const int64_t* numel, int64_t count) {
   return base;
 }
 
-inline LaunchLimits engine_limits(int capacity) {
-  LaunchLimits lim;
-  lim.chunk_size = kChunkSize;
-  lim.max_tensors = capacity;
-  lim.max_blocks = static_cast<int>(kMaxBlocksPerLaunch);
-  return lim;
+// The layout a table size was compiled for (with_layout's kPB).
+constexpr TableLayout layout_of(int param_bytes) { return static_cast<TableLayout>(param_bytes); }
+
+[[noreturn]] inline void plan_mismatch(const Pass& pass, const char* what) {
+  throw std::logic_error(std::string("fusedopt cuda: ") + cuda_plan::kernel_name(pass.kernel) +
+                         " pass of the plan: " + what);
 }
 
-// Plans and launches multi_tensor_kernel<Op, P, kMaster> over the lists.
+// One multi-tensor pass: a launch of multi_tensor_kernel<Op, P, kMaster> per planned table.
 template <class Op, class P, bool kMaster, int kPB>
-void run_multi_tensor(const HostLists& L, const Op& op, double2* partials,
+void run_multi_tensor(const Pass& pass, const HostLists& L, const Op& op, double2* partials,
                       const std::vector<int64_t>& bases, Stream stream) {
   using Table = SlotTable<Lists<Op, kMaster>::kCount, kPB>;
   static_assert(sizeof(Table) + sizeof(Op) + sizeof(void*) <= kPB, "kernel parameters too large");
-  if (L.num_lists != Lists<Op, kMaster>::kCount)
-    throw std::logic_error("fusedopt cuda: list count mismatch");
-  const auto launches = plan_launches(L.numel, L.count, engine_limits(Table::kCap));
-  for (const Launch& launch : launches) {
+  if (pass.lists != Lists<Op, kMaster>::kCount || L.num_lists != pass.lists)
+    plan_mismatch(pass, "its list count is not the element op's");
+  for (const Launch& launch : pass.tables) {
+    if (launch.tensors.size() > static_cast<size_t>(Table::kCap))
+      plan_mismatch(pass, "a table holds more tensors than the kernel's");
     Table t;
     std::memset(static_cast<void*>(&t), 0, sizeof(t));
     t.count = static_cast<int32_t>(launch.tensors.size());
@@ -100,48 +110,60 @@ void run_multi_tensor(const HostLists& L, const Op& op, double2* partials,
   }
 }
 
-// Cleanup launches over every tensor (empty ones included: their steps advance too).
+template <int kCap>
+void check_ranges(const Pass& pass) {
+  for (const cuda_plan::TensorRange& r : pass.ranges)
+    if (r.count > kCap) plan_mismatch(pass, "a launch covers more tensors than its table holds");
+}
+
+// The cleanup pass: per-tensor sums of the partials, then fin per tensor. With one launch the
+// cleanup block also computes the global norm (when `global` is requested); with several, the
+// plan's finish pass does.
 template <class Fin, int kPB>
-void run_cleanup(const Fin& fin, int64_t count, float* const* steps,
+void run_cleanup(const Pass& pass, const Fin& fin, int64_t count, float* const* steps,
                  const std::vector<int64_t>& bases, const double2* partials, float* global,
                  Stream stream) {
   using Table = TensorTable<kPB>;
   static_assert(sizeof(Table) + sizeof(Fin) + 32 <= kPB, "kernel parameters too large");
-  const bool single = count <= Table::kCap;
-  for (int64_t first = 0; first < count; first += Table::kCap) {
+  check_ranges<Table::kCap>(pass);
+  float* in_kernel_global = pass.ranges.size() == 1 ? global : nullptr;
+  for (const cuda_plan::TensorRange& r : pass.ranges) {
     Table t;
     std::memset(static_cast<void*>(&t), 0, sizeof(t));
-    const int64_t n = count - first < Table::kCap ? count - first : Table::kCap;
-    t.count = static_cast<int32_t>(n);
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t tensor = first + j;
-      t.partial_begin[j] = bases[static_cast<size_t>(tensor)];
-      t.nchunks[j] = bases[static_cast<size_t>(tensor) + 1] - bases[static_cast<size_t>(tensor)];
+    t.count = static_cast<int32_t>(r.count);
+    for (int64_t j = 0; j < r.count; ++j) {
+      const size_t tensor = static_cast<size_t>(r.first + j);
+      t.partial_begin[j] = bases[tensor];
+      t.nchunks[j] = bases[tensor + 1] - bases[tensor];
       t.step[j] = steps ? steps[tensor] : nullptr;
       t.tensor[j] = static_cast<int32_t>(tensor);
     }
     FUSEDOPT_LAUNCH(1, kBlockThreads, 0, static_cast<cudaStream_t>(stream),
-                    cleanup_kernel<Fin, kPB>)(t, fin, partials, count,
-                                              single ? global : static_cast<float*>(nullptr));
+                    cleanup_kernel<Fin, kPB>)(t, fin, partials, count, in_kernel_global);
     check_launch("cleanup_kernel");
   }
-  if (global != nullptr && !single) {
+}
+
+// The finish pass: the global norm from the per-tensor sums of several cleanup launches.
+inline void run_finish(const Pass& pass, const double* tsum, float* global, Stream stream) {
+  if (global == nullptr) plan_mismatch(pass, "no global norm was requested");
+  for (const cuda_plan::TensorRange& r : pass.ranges) {
     FUSEDOPT_LAUNCH(1, kBlockThreads, 0, static_cast<cudaStream_t>(stream), global_norm_kernel<0>)(
-        static_cast<const double*>(fin.tsum), count, global);
+        tsum + r.first, r.count, global);
     check_launch("global_norm_kernel");
   }
 }
 
+// The step pass of the single-pass optimizers (and of LARS without a norm pass).
 template <int kPB>
-void run_step_increment(float* const* steps, int64_t count, const float* found_inf,
-                        Stream stream) {
+void run_steps(const Pass& pass, float* const* steps, const float* found_inf, Stream stream) {
   using Table = StepTable<kPB>;
-  for (int64_t first = 0; first < count; first += Table::kCap) {
+  check_ranges<Table::kCap>(pass);
+  for (const cuda_plan::TensorRange& r : pass.ranges) {
     Table t;
     std::memset(static_cast<void*>(&t), 0, sizeof(t));
-    const int64_t n = count - first < Table::kCap ? count - first : Table::kCap;
-    t.count = static_cast<int32_t>(n);
-    for (int64_t j = 0; j < n; ++j) t.step[j] = steps[first + j];
+    t.count = static_cast<int32_t>(r.count);
+    for (int64_t j = 0; j < r.count; ++j) t.step[j] = steps[r.first + j];
     FUSEDOPT_LAUNCH(1, kBlockThreads, 0, static_cast<cudaStream_t>(stream), step_kernel<kPB>)(
         t, found_inf);
     check_launch("step_kernel");
@@ -207,22 +229,35 @@ inline void dispatch_param(const ParamLists& L, Fn&& fn) {
   });
 }
 
-// A single-pass optimizer step (Adam, SGD, Lion): the step-counter launch, then the element op
-// OpT<C, kStates> over the param, grad and state lists, for the lists' param dtype and master flag.
+// A single-pass optimizer step (the Elementwise ops: Adam, SGD, Lion): its plan (the step-counter pass, then the
+// element op OpT<C, kStates> over the param, grad, [master] and state lists), run for the
+// lists' param dtype and master flag.
 template <template <class, int> class OpT, int kStates, class Hyper>
 void run_single_pass(const ParamLists& L, const Hyper& h, const StepInputs& in) {
   if (L.count <= 0) return;
   const Stream stream = current_stream();
+  PlanShape shape;
+  shape.op = OpKind::kElementwise;
+  shape.num_states = kStates;
+  shape.master = L.master != nullptr;
   with_layout([&](auto pb) {
     constexpr int kPB = decltype(pb)::value;
-    run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
+    const OpPlan plan = cuda_plan::plan_op(shape, L.numel, L.count, layout_of(kPB));
     dispatch_param(L, [&](auto* tag, auto master) {
       using P = std::remove_pointer_t<decltype(tag)>;
       using C = typename Storage<P>::C;
       constexpr bool kM = decltype(master)::value;
       using Op = OpT<C, kStates>;
-      run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kStates), Op{{}, h, in}, nullptr,
-                                       {}, stream);
+      for (const Pass& pass : plan.passes) {
+        switch (pass.kernel) {
+          case Kernel::kStep: run_steps<kPB>(pass, L.step, in.found_inf, stream); break;
+          case Kernel::kUpdate:
+            run_multi_tensor<Op, P, kM, kPB>(pass, optimizer_lists(L, true, kM, kStates),
+                                             Op{{}, h, in}, nullptr, {}, stream);  // {}: base
+            break;
+          default: plan_mismatch(pass, "not a pass of a single-pass optimizer");
+        }
+      }
     });
   });
 }

@@ -50,15 +50,31 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
   L.count = count;
   L.numel = numel;
   L.list[L.num_lists++] = ptrs;
+  PlanShape shape;
+  shape.op = OpKind::kL2Norm;
+  shape.num_states = 0;
+  shape.global = global != nullptr;
   with_layout([&](auto pb) {
     constexpr int kPB = decltype(pb)::value;
+    const OpPlan plan = cuda_plan::plan_op(shape, numel, count, layout_of(kPB));
     dispatch_dtype(dtype, [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
       using Op = SquaresOp<typename Storage<S>::C>;
-      run_multi_tensor<Op, S, false, kPB>(L, Op{{}, in}, scratch.partials, bases, stream);
+      for (const Pass& pass : plan.passes) {
+        switch (pass.kernel) {
+          case Kernel::kReduce:
+            run_multi_tensor<Op, S, false, kPB>(pass, L, Op{{}, in}, scratch.partials, bases,
+                                                stream);
+            break;
+          case Kernel::kCleanup:
+            run_cleanup<NormFin, kPB>(pass, NormFin{in, per_tensor, squares, scratch.tsum}, count,
+                                      nullptr, bases, scratch.partials, global, stream);
+            break;
+          case Kernel::kFinish: run_finish(pass, scratch.tsum, global, stream); break;
+          default: plan_mismatch(pass, "not an l2_norm pass");
+        }
+      }
     });
-    run_cleanup<NormFin, kPB>(NormFin{in, per_tensor, squares, scratch.tsum}, count, nullptr, bases,
-                              scratch.partials, global, stream);
   });
 }
 

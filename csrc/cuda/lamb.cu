@@ -92,55 +92,69 @@ struct LambApplyOp : ElementOp<C_, 2> {
 };
 
 namespace {
-// Which of the LAMB launches a call makes.
-enum class LambPasses { kBoth, kMoments, kApply };
-
-// kBoth: pass 1, cleanup (ratios, steps), pass 2. kMoments: pass 1, cleanup writing sums_out
-// (steps). kApply: pass 2 with the ratios of sums_in.
+// kLamb: pass 1, cleanup (ratios, steps), pass 2. kLambMoments: pass 1, cleanup writing
+// sums_out (steps). kLambApply: pass 2 with the ratios of sums_in.
 void run_lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in,
-              const float* global_grad_norm, LambPasses passes, double* sums_out,
+              const float* global_grad_norm, OpKind kind, double* sums_out,
               const double* sums_in) {
   if (L.count <= 0) return;
   const Stream stream = current_stream();
   const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
-  Scratch scratch(passes == LambPasses::kApply ? 0 : bases.back(), L.count, stream);
+  PlanShape shape;
+  shape.op = kind;
+  shape.num_states = 2;
+  shape.master = L.master != nullptr;
+  Scratch scratch(kind == OpKind::kLambApply ? 0 : bases.back(), L.count, stream);
   with_layout([&](auto pb) {
     constexpr int kPB = decltype(pb)::value;
+    const OpPlan plan = cuda_plan::plan_op(shape, L.numel, L.count, layout_of(kPB));
     dispatch_param(L, [&](auto* tag, auto master) {
       using P = std::remove_pointer_t<decltype(tag)>;
       using C = typename Storage<P>::C;
       constexpr bool kM = decltype(master)::value;
       using Pass1 = LambMomentsOp<C>;
       using Pass2 = LambApplyOp<C>;
-      if (passes != LambPasses::kApply)
-        run_multi_tensor<Pass1, P, kM, kPB>(optimizer_lists(L, true, kM, 2),
-                                            Pass1{{}, h, in, global_grad_norm}, scratch.partials,
-                                            bases, stream);
-      if (passes == LambPasses::kBoth)
-        run_cleanup<LambFin, kPB>(LambFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
-                                  L.step, bases, scratch.partials, nullptr, stream);
-      if (passes == LambPasses::kMoments)
-        run_cleanup<LambSumsFin, kPB>(LambSumsFin{in, sums_out, scratch.tsum}, L.count, L.step,
-                                      bases, scratch.partials, nullptr, stream);
-      if (passes != LambPasses::kMoments)
-        run_multi_tensor<Pass2, P, kM, kPB>(
-            optimizer_lists(L, false, kM, 2),
-            Pass2{{}, h, in, global_grad_norm, scratch.per_tensor, sums_in}, nullptr, {}, stream);
+      for (const Pass& pass : plan.passes) {
+        switch (pass.kernel) {
+          case Kernel::kReduce:
+            run_multi_tensor<Pass1, P, kM, kPB>(pass, optimizer_lists(L, true, kM, 2),
+                                                Pass1{{}, h, in, global_grad_norm},
+                                                scratch.partials, bases, stream);
+            break;
+          case Kernel::kCleanup:
+            if (kind == OpKind::kLambMoments)
+              run_cleanup<LambSumsFin, kPB>(pass, LambSumsFin{in, sums_out, scratch.tsum},
+                                            L.count, L.step, bases, scratch.partials, nullptr,
+                                            stream);
+            else
+              run_cleanup<LambFin, kPB>(pass, LambFin{h, in, scratch.per_tensor, scratch.tsum},
+                                        L.count, L.step, bases, scratch.partials, nullptr,
+                                        stream);
+            break;
+          case Kernel::kUpdate:
+            run_multi_tensor<Pass2, P, kM, kPB>(
+                pass, optimizer_lists(L, false, kM, 2),
+                Pass2{{}, h, in, global_grad_norm, scratch.per_tensor, sums_in}, nullptr, {},
+                stream);
+            break;
+          default: plan_mismatch(pass, "not a LAMB pass");
+        }
+      }
     });
   });
 }
 }  // namespace
 
 void lamb(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
-  run_lamb(L, h, in, in.global_grad_norm, LambPasses::kBoth, nullptr, nullptr);
+  run_lamb(L, h, in, in.global_grad_norm, OpKind::kLamb, nullptr, nullptr);
 }
 
 void lamb_moments(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
-  run_lamb(L, h, in, in.global_grad_norm, LambPasses::kMoments, in.norm_sums_out, nullptr);
+  run_lamb(L, h, in, in.global_grad_norm, OpKind::kLambMoments, in.norm_sums_out, nullptr);
 }
 
 void lamb_apply(const ParamLists& L, const LambHyper& h, const StepInputs& in) {
-  run_lamb(L, h, in, in.global_grad_norm, LambPasses::kApply, nullptr, in.norm_sums);
+  run_lamb(L, h, in, in.global_grad_norm, OpKind::kLambApply, nullptr, in.norm_sums);
 }
 
 }  // namespace FUSEDOPT_CUDA_NS

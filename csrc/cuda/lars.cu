@@ -77,30 +77,48 @@ void lars(const ParamLists& L, const LarsHyper& h, const StepInputs& in) {
   const double* const norm_sums = in.norm_sums;
   const Stream stream = current_stream();
   const std::vector<int64_t> bases = chunk_bases(L.numel, L.count);
+  PlanShape shape;
+  shape.op = OpKind::kLars;
+  shape.num_states = h.momentum != 0.0f ? 1 : 0;
+  shape.master = L.master != nullptr;
+  shape.adapt = adapt;
+  shape.norm_sums = norm_sums != nullptr;
   const bool norm_pass = adapt && norm_sums == nullptr;
   Scratch scratch(norm_pass ? bases.back() : 0, L.count, stream);
   with_layout([&](auto pb) {
     constexpr int kPB = decltype(pb)::value;
+    const OpPlan plan = cuda_plan::plan_op(shape, L.numel, L.count, layout_of(kPB));
     dispatch_param(L, [&](auto* tag, auto master) {
       using P = std::remove_pointer_t<decltype(tag)>;
       using C = typename Storage<P>::C;
       constexpr bool kM = decltype(master)::value;
-      if (norm_pass) {
-        using NormOp = LarsNormOp<C>;
-        run_multi_tensor<NormOp, P, kM, kPB>(optimizer_lists(L, true, kM, 0), NormOp{{}, in},
-                                             scratch.partials, bases, stream);
-        run_cleanup<LarsFin, kPB>(LarsFin{h, in, scratch.per_tensor, scratch.tsum}, L.count,
-                                  L.step, bases, scratch.partials, nullptr, stream);
-      } else {
-        run_step_increment<kPB>(L.step, L.count, in.found_inf, stream);
-      }
-      dispatch_bool(h.momentum != 0.0f, [&](auto mom) {
+      dispatch_bool(shape.num_states == 1, [&](auto mom) {
         constexpr int kS = decltype(mom)::value ? 1 : 0;
+        using NormOp = LarsNormOp<C>;
         using Op = LarsApplyOp<C, kS>;
-        run_multi_tensor<Op, P, kM, kPB>(optimizer_lists(L, true, kM, kS),
-                                         Op{{}, h, in, norm_pass ? scratch.per_tensor : nullptr,
-                                            adapt ? norm_sums : nullptr},
-                                         nullptr, {}, stream);
+        for (const Pass& pass : plan.passes) {
+          switch (pass.kernel) {
+            case Kernel::kReduce:
+              run_multi_tensor<NormOp, P, kM, kPB>(pass, optimizer_lists(L, true, kM, 0),
+                                                   NormOp{{}, in}, scratch.partials, bases,
+                                                   stream);
+              break;
+            case Kernel::kCleanup:
+              run_cleanup<LarsFin, kPB>(pass, LarsFin{h, in, scratch.per_tensor, scratch.tsum},
+                                        L.count, L.step, bases, scratch.partials, nullptr,
+                                        stream);
+              break;
+            case Kernel::kStep: run_steps<kPB>(pass, L.step, in.found_inf, stream); break;
+            case Kernel::kUpdate:
+              run_multi_tensor<Op, P, kM, kPB>(
+                  pass, optimizer_lists(L, true, kM, kS),
+                  Op{{}, h, in, norm_pass ? scratch.per_tensor : nullptr,
+                     adapt ? norm_sums : nullptr},
+                  nullptr, {}, stream);
+              break;
+            default: plan_mismatch(pass, "not a LARS pass");
+          }
+        }
       });
     });
   });

@@ -1,5 +1,5 @@
-// Runtime hooks of the CUDA backend (stream, scratch allocator, table layout) and the launch
-// planning the driver and the tests share.
+// Runtime hooks of the CUDA backend: stream, scratch allocator, table layout. (Launch plans:
+// launch_plan.cpp, plain host code shared with the CPU-only build.)
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -45,13 +45,6 @@ StreamFn g_stream = &default_stream;
 AllocFn g_alloc = &default_alloc;
 FreeFn g_free = &default_free;
 
-int lists_of(const PlanShape& s) {
-  switch (s.op) {
-    case OpKind::kL2Norm: return 1;
-    default: return 2 + (s.master ? 1 : 0) + s.num_states;
-  }
-}
-
 }  // namespace
 
 void set_stream_provider(StreamFn fn) { g_stream = fn ? fn : &default_stream; }
@@ -84,58 +77,6 @@ void check_launch(const char* what) {
                              " failed: " + cudaGetErrorString(e));
 }
 #endif
-
-int table_capacity(int lists, TableLayout layout) {
-  return slot_capacity(lists, static_cast<int>(layout));
-}
-
-std::vector<PlannedLaunch> plan_op(const PlanShape& shape, const int64_t* numel, int64_t count,
-                                   TableLayout layout) {
-  const int pb = static_cast<int>(layout);
-  std::vector<PlannedLaunch> out;
-  if (count <= 0) return out;
-  auto engine = [&](const char* name, int lists) {
-    for (const Launch& l : plan_launches(numel, count, engine_limits(slot_capacity(lists, pb))))
-      out.push_back({name, static_cast<int64_t>(l.blocks.size()), kBlockThreads});
-  };
-  auto cleanup = [&](bool global) {
-    const int cap = tensor_capacity(pb);
-    for (int64_t first = 0; first < count; first += cap) out.push_back({"cleanup", 1, kBlockThreads});
-    if (global && count > cap) out.push_back({"finish", 1, kBlockThreads});
-  };
-  auto steps = [&]() {
-    const int cap = step_capacity(pb);
-    for (int64_t first = 0; first < count; first += cap) out.push_back({"step", 1, kBlockThreads});
-  };
-  const int lists = lists_of(shape);
-  switch (shape.op) {
-    case OpKind::kAdam:
-    case OpKind::kSGD:
-    case OpKind::kLion:
-      steps();
-      engine("update", lists);
-      break;
-    case OpKind::kLamb:
-      engine("reduce", lists);        // moments + ||p||^2, ||u||^2 partials
-      cleanup(false);                 // trust ratios, step += 1
-      engine("update", lists - 1);    // no grad list in pass 2
-      break;
-    case OpKind::kLars:
-      if (shape.adapt) {
-        engine("reduce", 2 + (shape.master ? 1 : 0));  // ||p||^2, ||g||^2
-        cleanup(false);
-      } else {
-        steps();
-      }
-      engine("update", lists);
-      break;
-    case OpKind::kL2Norm:
-      engine("reduce", 1);
-      cleanup(shape.global);
-      break;
-  }
-  return out;
-}
 
 }  // namespace FUSEDOPT_CUDA_NS
 }  // namespace fusedopt

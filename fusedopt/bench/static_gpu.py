@@ -2,9 +2,10 @@
 
 * bytes per element per optimizer: the minimal traffic model (and the emulator's measured traffic
   when a record of it exists);
-* launches per step per layout: from the chunk-planner arithmetic (csrc/include/fusedopt/planner.h
-  plan_launches, with the CUDA engine's limits read from csrc/cuda when present) — a MODEL of
-  the launch count, not a trace;
+* launches per step per table layout: the CUDA engine's own launch plans, asked from the op
+  library (torch.ops.fusedopt._cuda_launch_plan, csrc/cuda/launch_plan.cpp: the planner the CUDA
+  ops run, present in every build, the CPU-only one included) for one optimizer step of each
+  family on the layout's tensor sizes;
 * registers and spills per kernel: parsed from a ptxas -v log (written by .ci/cuda_checks.sh).
 """
 from __future__ import annotations
@@ -13,23 +14,14 @@ import glob
 import math
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from . import engine_source
-from .competitors import BYTES_PER_ELEM
+from .competitors import BYTES_PER_ELEM, HYPER
 from .layouts import Layout
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Lists per multi-tensor launch (fp32, no master weights, no amsgrad): param, grad, states.
-_LISTS = {"adamw": 4, "adam": 4, "sgd": 3, "lion": 3, "lars": 3, "lamb": 4}
-# Multi-tensor passes over the lists per step (design: ARCHITECTURE.md / docs/kernels.md) and the
-# per-tensor cleanup launches of the two-pass optimizers.
-_PASSES = {"adamw": 1, "adam": 1, "sgd": 1, "lion": 1, "lars": 2, "lamb": 2}
-_NORM_PASS = {"lamb": 1}  # global grad-norm pass (max_grad_norm > 0)
-# The single-pass optimizers advance their step counters in a tiny launch of their own (LAMB and
-# LARS do it in their cleanup launch; docs/kernels.md).
-_STEP_LAUNCH = {"adamw": 1, "adam": 1, "sgd": 1, "lion": 1}
+LAYOUTS = ("4KB", "32KB")  # kernel-parameter table layouts (CUDA >= 12.1 builds use 32 KB)
 
 
 def _read(path: str) -> Optional[str]:
@@ -40,76 +32,63 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def engine_limits(root: str = _ROOT) -> Dict:
-    """Chunk size and table parameters of the CUDA engine: read from its sources in a source tree
-    (csrc/cuda/cuda_backend.h, csrc/cuda/multi_tensor.cuh); in an installed package (no csrc/),
-    the values setup.py read from the same sources at build time (fusedopt/_build_info.py);
-    otherwise planner.h's defaults, labelled as such (they describe the 4 KB fixed-limit
-    planner, not necessarily the built engine)."""
-    lim = engine_source.from_tree(root)
-    source = "csrc/cuda (slot tables, blocks not limited per launch)"
-    if lim is None:
-        try:
-            from .. import _build_info
-            lim = getattr(_build_info, "cuda_engine", None)
-        except ImportError:
-            lim = None
-        source = ("csrc/cuda at build time, recorded in fusedopt/_build_info.py (slot tables, "
-                  "blocks not limited per launch)")
-    if lim is not None:
-        return dict(lim, source=source)
-    return {"chunk_size": 65536, "param_reserve": 384, "max_tensors_4k": 110, "max_blocks_4k": 320,
-            "source": "planner.h defaults: csrc/cuda not found and no limits recorded at build "
-                      "time, so these may NOT be the built engine's limits"}
+def step_ops(family: str) -> List[Tuple[str, Dict]]:
+    """The CUDA op calls of one fp32 step of `family` with the benchmark's hyper-parameters
+    (competitors.HYPER), as (plan op, options of _cuda_launch_plan)."""
+    h = HYPER[family]
+    if family in ("adamw", "adam"):
+        return [("adam", dict(states=3 if h.get("amsgrad") else 2))]
+    if family == "sgd":
+        return [("sgd", dict(states=1 if h.get("momentum") else 0))]
+    if family == "lion":
+        return [("lion", {})]
+    if family == "lars":
+        return [("lars", dict(states=1 if h.get("momentum") else 0))]
+    if family == "lamb":  # global grad-norm clipping: the norm op runs first
+        ops = [("lamb", {})]
+        if h.get("max_grad_norm"):
+            ops.insert(0, ("l2_norm", dict(global_norm=True)))
+        return ops
+    raise ValueError(f"no CUDA step for family {family!r}")
 
 
-def _slot_capacity(lists: int, param_bytes: int, reserve: int) -> int:
-    # multi_tensor.cuh: slot_bytes = lists * 8 + 4 * 8 + 2 * 4
-    return (param_bytes - reserve - 8) // (lists * 8 + 4 * 8 + 2 * 4)
+def launch_plan(op: str, numels: List[int], layout: str, **options) -> Dict:
+    """{"constants": {...}, "launches": [(kernel, blocks, threads), ...]} of one op call."""
+    import torch
 
+    from .. import _ops  # noqa: F401  (loads the op library)
 
-def plan_launches(numels: List[int], chunk_size: int, max_tensors: int, max_blocks: int) -> int:
-    """Launch count of planner.h plan_launches (same loop, counting only)."""
-    launches = 0
-    tensors = blocks = 0
-    for n in numels:
-        chunks = 0 if n <= 0 else (n - 1) // chunk_size + 1
-        c = 0
-        while c < chunks:
-            if tensors == max_tensors:
-                launches += 1
-                tensors = blocks = 0
-            tensors += 1
-            take = min(chunks - c, max_blocks - blocks)
-            blocks += take
-            c += take
-            if blocks == max_blocks:
-                launches += 1
-                tensors = blocks = 0
-    if blocks:
-        launches += 1
-    return launches
-
-
-def launches_per_step(layout: Layout, family: str, lim: Dict) -> Dict[str, int]:
-    numels = [math.prod(s) for s in layout.shapes]
-    out = {}
-    for label, pbytes in (("4KB", 4096), ("32KB", 32764)):
-        if "max_tensors_4k" in lim:  # planner.h's fixed limits (4 KB table), scaled for 32 KB
-            k = pbytes / 4096
-            max_t, max_b = int(lim["max_tensors_4k"] * k), int(lim["max_blocks_4k"] * k)
+    text = torch.ops.fusedopt._cuda_launch_plan(op, [int(n) for n in numels], layout, **options)
+    constants, launches = {}, []
+    for line in text.splitlines():
+        key, value = line.split("=", 1)
+        if key == "launch":
+            kernel, blocks, threads = value.split(",")
+            launches.append((kernel, int(blocks), int(threads)))
+        elif key == "table_capacity":
+            constants[key] = [int(v) for v in value.split(",")]  # for 1, 2, ... pointer lists
         else:
-            max_t, max_b = _slot_capacity(_LISTS[family], pbytes, lim["param_reserve"]), 1 << 24
-        per_pass = plan_launches(numels, lim["chunk_size"], max_t, max_b)
-        total = per_pass * _PASSES[family] + _STEP_LAUNCH.get(family, 0)
-        if family in ("lamb", "lars"):  # per-tensor cleanup of the reduction partials
-            cap = _slot_capacity(2, pbytes, lim["param_reserve"])
-            total += max(1, math.ceil(len(numels) / max(cap, 1)))
-        if family in _NORM_PASS:
-            total += plan_launches(numels, lim["chunk_size"],
-                                   _slot_capacity(1, pbytes, lim["param_reserve"]), max_b) + 1
-        out[label] = total
+            constants[key] = int(value)
+    return {"constants": constants, "launches": launches}
+
+
+def engine_limits() -> Dict:
+    """The engine's constants per table layout, from the op library."""
+    out = {"source": "the op library (torch.ops.fusedopt._cuda_launch_plan)"}
+    for layout in LAYOUTS:
+        c = launch_plan("l2_norm", [], layout)["constants"]
+        out.setdefault("chunk_size", c["chunk_size"])
+        out.setdefault("block_threads", c["block_threads"])
+        out[layout] = {k: c[k] for k in ("param_bytes", "table_capacity", "tensor_capacity",
+                                         "step_capacity", "max_blocks")}
     return out
+
+
+def launches_per_step(layout: Layout, family: str) -> Dict[str, int]:
+    numels = [math.prod(s) for s in layout.shapes]
+    return {lay: sum(len(launch_plan(op, numels, lay, **opt)["launches"])
+                     for op, opt in step_ops(family))
+            for lay in LAYOUTS}
 
 
 _PTXAS_CANDIDATES = ("build/cuda_checks/cubin/*.ptxas.log", "build/cuda_checks/ptxas.log",
@@ -161,18 +140,18 @@ def _demangle(name: str) -> str:
 
 
 def report(layouts: List[Layout], families, ptxas_log: Optional[str] = None) -> Dict:
-    lim = engine_limits()
-    data = {
-        "bytes_per_elem_model": {f: BYTES_PER_ELEM[f] for f in families},
-        "launch_model": {
-            "what": "launches per optimizer step from the chunk-planner arithmetic (a model, not "
-                    "a trace): multi-tensor passes x launches per pass, + per-tensor cleanup "
-                    "(LAMB/LARS) + global grad-norm pass and its cleanup (LAMB)",
-            "limits": lim,
-            "per_layout": {l.name: {f: launches_per_step(l, f, lim) for f in families}
+    data = {"bytes_per_elem_model": {f: BYTES_PER_ELEM[f] for f in families}}
+    try:
+        data["launch_model"] = {
+            "what": "launches per optimizer step: the CUDA ops' own launch plans (the planner "
+                    "they run, asked from the op library), fp32 params, the benchmark's "
+                    "hyper-parameters; LAMB includes its global grad-norm op",
+            "limits": engine_limits(),
+            "per_layout": {l.name: {f: launches_per_step(l, f) for f in families}
                            for l in layouts},
-        },
-    }
+        }
+    except Exception as e:  # noqa: BLE001  (an op library without the op: say so, guess nothing)
+        data["launch_model"] = {"error": f"launch plans unavailable: {type(e).__name__}: {e}"}
     path = find_ptxas_log(explicit=ptxas_log)
     if path:
         text = "\n".join(_read(p) or "" for p in path.split(os.path.pathsep))
@@ -189,14 +168,19 @@ def format_report(data: Dict) -> str:
     lines.append("  bytes/element/step (fp32 model): " +
                  ", ".join(f"{f} {b}" for f, b in bpe.items()))
     lm = data["launch_model"]
-    lines.append(f"  launches per step (model; limits from {lm['limits']['source']}, "
-                 f"chunk {lm['limits']['chunk_size']} elements), 4 KB / 32 KB parameter tables:")
-    fams = list(bpe)
-    lines.append("    " + f"{'layout':<12}" + "".join(f"{f:>12}" for f in fams))
-    for lname, per in lm["per_layout"].items():
-        lines.append("    " + f"{lname:<12}" +
-                     "".join(f"{str(per[f]['4KB']) + '/' + str(per[f]['32KB']):>12}"
-                             for f in fams))
+    if "error" in lm:
+        lines.append(f"  launches per step: {lm['error']}")
+    else:
+        lim = lm["limits"]
+        lines.append(f"  launches per step (from {lim['source']}; chunk {lim['chunk_size']} "
+                     f"elements, {lim['block_threads']} threads per block), 4 KB / 32 KB "
+                     f"parameter tables:")
+        fams = list(bpe)
+        lines.append("    " + f"{'layout':<12}" + "".join(f"{f:>12}" for f in fams))
+        for lname, per in lm["per_layout"].items():
+            lines.append("    " + f"{lname:<12}" +
+                         "".join(f"{str(per[f]['4KB']) + '/' + str(per[f]['32KB']):>12}"
+                                 for f in fams))
     px = data["ptxas"]
     if px.get("log"):
         lines.append(f"  registers / spills per kernel (ptxas log {px['log']}):")

@@ -9,8 +9,15 @@
 #include "fusedopt/planner.h"
 
 using namespace cuda_test;
+namespace cp = fusedopt::cuda_plan;  // the launch planner every CUDA op runs
 
 namespace {
+
+// The launches plan_op plans for an op shaped like `shape` over `sizes`.
+std::vector<cp::PlannedLaunch> planned(const cp::PlanShape& shape, const int64_t* sizes,
+                                       int64_t count, cp::TableLayout layout) {
+  return cp::planned_launches(cp::plan_op(shape, sizes, count, layout));
+}
 
 enum class Which { kCpu, kEmu };
 
@@ -19,15 +26,15 @@ struct OptCase {
   int num_states;
   bool exact;  // bitwise identical to the CPU backend expected
   std::function<void(Which, const ParamLists&, const StepInputs&)> step;
-  emu::PlanShape shape;
+  cp::PlanShape shape;
 };
 
 std::vector<OptCase> optimizer_cases() {
   std::vector<OptCase> v;
   auto adam = [&](const char* name, AdamHyper h) {
     const int ns = h.amsgrad ? 3 : 2;
-    emu::PlanShape s;
-    s.op = emu::OpKind::kAdam;
+    cp::PlanShape s;
+    s.op = cp::OpKind::kElementwise;
     s.num_states = ns;
     v.push_back({name, ns, true, [h](Which w, const ParamLists& L, const StepInputs& in) {
                    w == Which::kCpu ? cpu::adam(L, h, in) : emu::adam(L, h, in);
@@ -52,8 +59,8 @@ std::vector<OptCase> optimizer_cases() {
 
   auto sgd = [&](const char* name, SGDHyper h) {
     const int ns = h.momentum != 0.0 ? 1 : 0;
-    emu::PlanShape s;
-    s.op = emu::OpKind::kSGD;
+    cp::PlanShape s;
+    s.op = cp::OpKind::kElementwise;
     s.num_states = ns;
     v.push_back({name, ns, true, [h](Which w, const ParamLists& L, const StepInputs& in) {
                    w == Which::kCpu ? cpu::sgd(L, h, in) : emu::sgd(L, h, in);
@@ -73,8 +80,8 @@ std::vector<OptCase> optimizer_cases() {
   sgd("sgd_dampening_maximize", s);
 
   auto lion = [&](const char* name, LionHyper h) {
-    emu::PlanShape s;
-    s.op = emu::OpKind::kLion;
+    cp::PlanShape s;
+    s.op = cp::OpKind::kElementwise;
     s.num_states = 1;
     v.push_back({name, 1, true, [h](Which w, const ParamLists& L, const StepInputs& in) {
                    w == Which::kCpu ? cpu::lion(L, h, in) : emu::lion(L, h, in);
@@ -88,8 +95,8 @@ std::vector<OptCase> optimizer_cases() {
   lion("lion_maximize", l);
 
   auto lamb = [&](const char* name, LambHyper h) {
-    emu::PlanShape s;
-    s.op = emu::OpKind::kLamb;
+    cp::PlanShape s;
+    s.op = cp::OpKind::kLamb;
     s.num_states = 2;
     v.push_back({name, 2, false, [h](Which w, const ParamLists& L, const StepInputs& in) {
                    // Global clipping: each backend computes the grad norm with its own l2_norm.
@@ -123,8 +130,8 @@ std::vector<OptCase> optimizer_cases() {
 
   auto lars = [&](const char* name, LarsHyper h, bool adapt) {
     const int ns = h.momentum != 0.0 ? 1 : 0;
-    emu::PlanShape s;
-    s.op = emu::OpKind::kLars;
+    cp::PlanShape s;
+    s.op = cp::OpKind::kLars;
     s.num_states = ns;
     s.adapt = adapt;
     h.adapt = adapt;
@@ -286,7 +293,7 @@ TEST_CASE(multi_launch_lists_both_layouts) {
       StepInputs in;
       in.lr = ScalarArg<float>::of(1e-3f);
       const ParamLists L = s.view();
-      if (oc.shape.op == emu::OpKind::kLamb) {  // lamb step without the clipping norm
+      if (oc.shape.op == cp::OpKind::kLamb) {  // lamb step without the clipping norm
         LambHyper h;
         h.max_grad_norm = 0.0;
         emu::lamb(L, h, in);
@@ -294,7 +301,7 @@ TEST_CASE(multi_launch_lists_both_layouts) {
         oc.step(Which::kEmu, L, in);
       }
       const uint64_t launched = fusedopt::simt::launch_count() - before;
-      const auto plan = emu::plan_op(oc.shape, sizes.data(), static_cast<int64_t>(sizes.size()), layout);
+      const auto plan = planned(oc.shape, sizes.data(), static_cast<int64_t>(sizes.size()), layout);
       CHECK_MSG(launched == plan.size(), oc.name + ": launched " + std::to_string(launched) +
                                              ", planned " + std::to_string(plan.size()));
       if (layout == emu::TableLayout::k4KB) CHECK_MSG(plan.size() >= 4, oc.name + ": expected a multi-launch plan");
@@ -319,12 +326,95 @@ TEST_CASE(multi_launch_lists_both_layouts) {
     cpu::l2_norm(L.grad, DType::Float32, L.numel, L.count, nullptr, pc.data(), &gc);
     for (size_t t = 0; t < many.size(); ++t) CHECK(std::fabs(pc[t] - pe[t]) <= 1e-6f * pc[t]);
     CHECK(std::fabs(gc - ge) <= 1e-6f * gc);
-    emu::PlanShape norm;
-    norm.op = emu::OpKind::kL2Norm;
+    cp::PlanShape norm;
+    norm.op = cp::OpKind::kL2Norm;
     norm.global = true;
-    const auto plan = emu::plan_op(norm, many.data(), static_cast<int64_t>(many.size()), layout);
+    const auto plan = planned(norm, many.data(), static_cast<int64_t>(many.size()), layout);
     CHECK(launched == plan.size());
     if (layout == emu::TableLayout::k4KB) CHECK(plan.back().kernel == "finish");
+  }
+  emu::set_table_layout(emu::TableLayout::k4KB);
+}
+
+// Every op variant issues exactly the launches plan_op plans for it (the ops run those plans;
+// this checks the runners issue each planned table once and nothing else), fp32 and bf16 with
+// fp32 masters (one more list), lists needing several tables under 4 KB.
+TEST_CASE(launches_match_plan_for_every_variant) {
+  std::vector<int64_t> sizes;
+  std::vector<int> offs;
+  for (int i = 0; i < 130; ++i) {
+    sizes.push_back(i == 60 ? 65536 + 9 : (i * 37) % 300);
+    offs.push_back(i % 3);
+  }
+  const int64_t n = static_cast<int64_t>(sizes.size());
+  auto check = [&](const std::string& what, const cp::PlanShape& shape, cp::TableLayout layout,
+                   const std::function<void()>& step) {
+    const uint64_t before = fusedopt::simt::launch_count();
+    step();
+    const uint64_t launched = fusedopt::simt::launch_count() - before;
+    const auto plan = planned(shape, sizes.data(), n, layout);
+    CHECK_MSG(launched == plan.size(), what + ": launched " + std::to_string(launched) +
+                                           ", planned " + std::to_string(plan.size()));
+  };
+  for (emu::TableLayout layout : {emu::TableLayout::k4KB, emu::TableLayout::k32KB}) {
+    CHECK(emu::set_table_layout(layout));
+    for (const DtypeCase* dc : {&kDtypes[0], &kDtypes[5]}) {
+      StepInputs in;
+      in.lr = ScalarArg<float>::of(1e-3f);
+      for (const OptCase& oc : optimizer_cases()) {
+        TensorSet s = TensorSet::make(dc->dtype, dc->master, oc.num_states, sizes, offs, 4);
+        s.set_grads(5);
+        cp::PlanShape shape = oc.shape;
+        shape.master = dc->master;
+        const ParamLists L = s.view();
+        if (shape.op == cp::OpKind::kLamb) {  // the lamb op alone (clipping norm: below)
+          check(oc.name, shape, layout, [&] { emu::lamb(L, LambHyper{}, in); });
+        } else {
+          check(oc.name, shape, layout, [&] { oc.step(Which::kEmu, L, in); });
+        }
+      }
+      // The sharded variants: LAMB's two halves, LARS with the full tensors' sums given.
+      TensorSet s = TensorSet::make(dc->dtype, dc->master, 2, sizes, offs, 6);
+      s.set_grads(7);
+      const ParamLists L = s.view();
+      std::vector<double> sums(2 * sizes.size(), 1.0);
+      cp::PlanShape shape;
+      shape.op = cp::OpKind::kLambMoments;
+      shape.master = dc->master;
+      StepInputs with_sums = in;
+      with_sums.norm_sums_out = sums.data();
+      check("lamb_moments", shape, layout, [&] { emu::lamb_moments(L, LambHyper{}, with_sums); });
+      with_sums = in;
+      with_sums.norm_sums = sums.data();
+      shape.op = cp::OpKind::kLambApply;
+      check("lamb_apply", shape, layout,
+            [&] { emu::lamb_apply(L, LambHyper{}, with_sums); });
+      TensorSet r = TensorSet::make(dc->dtype, dc->master, 1, sizes, offs, 8);
+      r.set_grads(9);
+      shape = cp::PlanShape{};
+      shape.op = cp::OpKind::kLars;
+      shape.num_states = 1;
+      shape.master = dc->master;
+      shape.norm_sums = true;
+      check("lars with norm_sums", shape, layout,
+            [&] { emu::lars(r.view(), LarsHyper{}, with_sums); });  // adapt: default
+    }
+    // l2_norm, per-tensor only and global (the finish launch after several cleanup launches:
+    // the 300-tensor case of multi_launch_lists_both_layouts).
+    TensorSet s = TensorSet::make(DType::Float32, false, 0, sizes, offs, 10);
+    s.set_grads(11);
+    std::vector<float> per(sizes.size());
+    float global = 0;
+    cp::PlanShape shape;
+    shape.op = cp::OpKind::kL2Norm;
+    shape.num_states = 0;
+    check("l2_norm per tensor", shape, layout, [&] {
+      emu::l2_norm(s.view().grad, DType::Float32, sizes.data(), n, nullptr, per.data(), nullptr);
+    });
+    shape.global = true;
+    check("l2_norm global", shape, layout, [&] {
+      emu::l2_norm(s.view().grad, DType::Float32, sizes.data(), n, nullptr, nullptr, &global);
+    });
   }
   emu::set_table_layout(emu::TableLayout::k4KB);
 }
@@ -436,17 +526,16 @@ TEST_CASE(bert_large_lamb_launch_count) {
   CHECK(sizes.size() == 398);
   CHECK(total > 330000000 && total < 340000000);
   for (emu::TableLayout layout : {emu::TableLayout::k32KB, emu::TableLayout::k4KB}) {
-    emu::PlanShape norm;
-    norm.op = emu::OpKind::kL2Norm;
-    norm.per_tensor = false;
+    cp::PlanShape norm;
+    norm.op = cp::OpKind::kL2Norm;
     norm.global = true;
-    emu::PlanShape lamb;
-    lamb.op = emu::OpKind::kLamb;
+    cp::PlanShape lamb;
+    lamb.op = cp::OpKind::kLamb;
     lamb.num_states = 2;
-    const auto pn = emu::plan_op(norm, sizes.data(), 398, layout);
-    const auto pl = emu::plan_op(lamb, sizes.data(), 398, layout);
+    const auto pn = planned(norm, sizes.data(), 398, layout);
+    const auto pl = planned(lamb, sizes.data(), 398, layout);
     lamb.master = true;
-    const auto pm = emu::plan_op(lamb, sizes.data(), 398, layout);
+    const auto pm = planned(lamb, sizes.data(), 398, layout);
     std::printf("       BERT-large (%zu tensors, %" PRId64 " elements), %s tables: LAMB %zu launches "
                 "+ %zu for the global grad norm = %zu; with fp32 masters %zu + %zu\n",
                 sizes.size(), total, layout == emu::TableLayout::k32KB ? "32 KB" : "4 KB", pl.size(),
@@ -465,9 +554,9 @@ TEST_CASE(bert_large_lamb_launch_count) {
 
 TEST_CASE(planner_sizes_past_2_pow_32) {
   const std::vector<int64_t> sizes = {int64_t(3) << 31, (int64_t(5) << 30) + 7, 1, 0, int64_t(1) << 32};
-  emu::PlanShape adam;
-  adam.op = emu::OpKind::kAdam;
-  const auto plan = emu::plan_op(adam, sizes.data(), 5, emu::TableLayout::k32KB);
+  cp::PlanShape adam;
+  adam.op = cp::OpKind::kElementwise;
+  const auto plan = planned(adam, sizes.data(), 5, emu::TableLayout::k32KB);
   int64_t blocks = 0;
   for (const auto& l : plan)
     if (l.kernel == "update") blocks += l.blocks;
