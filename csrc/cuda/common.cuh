@@ -49,7 +49,16 @@ struct Storage<float> {
     o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
   }
   static __device__ __forceinline__ void store4(float* p, const float (&o)[4]) {
+#if defined(__CUDA_ARCH__)
+    // One st.global.v4 in the PTX: a float4 assignment reaches ptxas as four scalar stores,
+    // which it merges into STG.E.128 only sometimes (AMSGrad: 0 of its 4 lists on sm_80/90).
+    // No "memory" clobber (as in CUTLASS's global stores): each element is stored once, after
+    // the loads its value depends on, and nothing reads it back within the kernel.
+    asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(__cvta_generic_to_global(p)),
+                 "f"(o[0]), "f"(o[1]), "f"(o[2]), "f"(o[3]));
+#else
     *reinterpret_cast<float4*>(p) = make_float4(o[0], o[1], o[2], o[3]);
+#endif
   }
 };
 

@@ -144,8 +144,10 @@ void run_cleanup(const Pass& pass, const Fin& fin, int64_t count, float* const* 
   }
 }
 
-// The finish pass: the global norm from the per-tensor sums of several cleanup launches.
-inline void run_finish(const Pass& pass, const double* tsum, float* global, Stream stream) {
+// The finish pass: the global norm from the per-tensor sums of several cleanup launches. (A
+// template so that only the op that has the pass instantiates global_norm_kernel.)
+template <int kPB>
+void run_finish(const Pass& pass, const double* tsum, float* global, Stream stream) {
   if (global == nullptr) plan_mismatch(pass, "no global norm was requested");
   for (const cuda_plan::TensorRange& r : pass.ranges) {
     FUSEDOPT_LAUNCH(1, kBlockThreads, 0, static_cast<cudaStream_t>(stream), global_norm_kernel<0>)(

@@ -70,7 +70,7 @@ void l2_norm(const void* const* ptrs, DType dtype, const int64_t* numel, int64_t
             run_cleanup<NormFin, kPB>(pass, NormFin{in, per_tensor, squares, scratch.tsum}, count,
                                       nullptr, bases, scratch.partials, global, stream);
             break;
-          case Kernel::kFinish: run_finish(pass, scratch.tsum, global, stream); break;
+          case Kernel::kFinish: run_finish<kPB>(pass, scratch.tsum, global, stream); break;
           default: plan_mismatch(pass, "not an l2_norm pass");
         }
       }
