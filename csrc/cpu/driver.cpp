@@ -295,7 +295,7 @@ void two_pass(const ParamLists& L, const std::vector<ChunkRef>& chunks, int64_t 
 // step counters included) and advances the per-tensor step counters.
 bool begin_step(const ParamLists& L, const StepInputs& in) {
   if (in.skip()) return false;
-  for (int64_t t = 0; t < L.count; ++t) *L.step[t] += 1.0f;
+  for (int64_t t = 0; t < L.count; ++t) advance_step(L.step[t]);
   return true;
 }
 

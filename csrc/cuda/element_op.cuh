@@ -58,7 +58,7 @@ template <class Fin, class = void>
 struct HasTensorFinish : std::false_type {};
 template <class Fin>
 struct HasTensorFinish<Fin, std::void_t<decltype(std::declval<const Fin&>().tensor(
-                                0, std::declval<float*>(), 0.0, 0.0))>> : std::true_type {};
+                                0, 0.0, 0.0))>> : std::true_type {};
 
 template <class Fin, class = void>
 struct HasTensorSums : std::false_type {};
@@ -94,8 +94,8 @@ struct CheckFinisher {
   static_assert(op_check::HasStepInputs<Fin>::value,
                 "finisher: needs a member `StepInputs in` (found_inf skips the cleanup)");
   static_assert(op_check::HasTensorFinish<Fin>::value,
-                "finisher: needs `void tensor(int tensor, float* step, double sum_a, double "
-                "sum_b) const`");
+                "finisher: needs `void tensor(int tensor, double sum_a, double sum_b) const` (the "
+                "engine advances the step counters, see advance_step)");
   static_assert(op_check::HasTensorSums<Fin>::value,
                 "finisher: needs a member `double* tsum` (per-tensor sums a global norm reads)");
   static_assert(std::is_trivially_copyable<Fin>::value,

@@ -31,7 +31,7 @@ struct NormFin {
   float* per_tensor;
   double* squares;
   double* tsum;
-  __device__ __forceinline__ void tensor(int t, float*, double a, double) const {
+  __device__ __forceinline__ void tensor(int t, double a, double) const {
     tsum[t] = a;
     if (per_tensor != nullptr) per_tensor[t] = static_cast<float>(sqrt(a));
     if (squares != nullptr) squares[t] = a;

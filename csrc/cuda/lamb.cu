@@ -23,7 +23,7 @@ struct LambMomentsOp : ElementOp<C_, 2> {
   const float* global_grad_norm;
   using Coeffs = math::LambCoeffs<C>;
   __device__ __forceinline__ Coeffs coeffs(const float* step, int) const {
-    return math::lamb_coeffs<C>(h, *step + 1.0f, in.inv_grad_scale(),
+    return math::lamb_coeffs<C>(h, step_after_advance(*step), in.inv_grad_scale(),
                                 global_grad_norm ? *global_grad_norm : 0.0f);
   }
   __device__ __forceinline__ void element(C& p, C g, C (&s)[2], const Coeffs& k, double& a,
@@ -39,23 +39,21 @@ struct LambFin {
   StepInputs in;
   float* scaled_lr;
   double* tsum;
-  __device__ __forceinline__ void tensor(int t, float* step, double a, double b) const {
+  __device__ __forceinline__ void tensor(int t, double a, double b) const {
     const float ratio = math::lamb_trust_ratio(h, static_cast<float>(sqrt(a)),
                                                static_cast<float>(sqrt(b)));
     scaled_lr[t] = in.lr.get() * ratio;
-    *step += 1.0f;
   }
 };
 
-// Cleanup of lamb_moments: the local sums of squares, then the tensor's step advances.
+// Cleanup of lamb_moments: the local sums of squares (the engine then advances the steps).
 struct LambSumsFin {
   StepInputs in;
   double* norm_sums;  // [2 * count]: ||p||^2, ||u||^2
   double* tsum;
-  __device__ __forceinline__ void tensor(int t, float* step, double a, double b) const {
+  __device__ __forceinline__ void tensor(int t, double a, double b) const {
     norm_sums[2 * t] = a;
     norm_sums[2 * t + 1] = b;
-    *step += 1.0f;
   }
 };
 

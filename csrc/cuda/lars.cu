@@ -29,16 +29,15 @@ struct LarsNormOp : ElementOp<C_, 0> {
   }
 };
 
-// Cleanup: trust ratio per tensor, then the tensor's step advances.
+// Cleanup: trust ratio per tensor (the engine then advances the steps).
 struct LarsFin {
   LarsHyper h;
   StepInputs in;
   float* ratio;
   double* tsum;
-  __device__ __forceinline__ void tensor(int t, float* step, double a, double b) const {
+  __device__ __forceinline__ void tensor(int t, double a, double b) const {
     ratio[t] = math::lars_trust_ratio(h, true, h.weight_decay, in.lr.get(),
                                       static_cast<float>(sqrt(a)), static_cast<float>(sqrt(b)));
-    *step += 1.0f;
   }
 };
 

@@ -91,7 +91,8 @@ __global__ void __launch_bounds__(kBlockThreads)
       a += v.x;
       b += v.y;
     }
-    fin.tensor(t.tensor[j], t.step[j], a, b);
+    fin.tensor(t.tensor[j], a, b);
+    if (t.step[j] != nullptr) advance_step(t.step[j]);  // the cleanup owns the step (see advance_step)
   }
   if (global_out != nullptr) {
     __syncthreads();
@@ -111,7 +112,7 @@ template <int kParamBytes>
 __global__ void __launch_bounds__(kBlockThreads)
     step_kernel(StepTable<kParamBytes> t, const float* found_inf) {
   if (found_inf != nullptr && *found_inf != 0.0f) return;
-  for (int j = threadIdx.x; j < t.count; j += kBlockThreads) *t.step[j] += 1.0f;
+  for (int j = threadIdx.x; j < t.count; j += kBlockThreads) advance_step(t.step[j]);
 }
 
 }  // namespace FUSEDOPT_CUDA_NS
